@@ -1,0 +1,15 @@
+"""fastalex: fused Triton and C++/CUDA kernels for AlexNet's operators, as drop-in torch modules.
+
+    import fastalex
+    y = fastalex.functional.local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0)
+    lrn = fastalex.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+    fastalex.backends()            # what works here: "triton", "cuda", "cpu", "torch"
+    with fastalex.backend("cpu"):  # or fastalex.set_backend(...), or FASTALEX_BACKEND
+        ...
+"""
+from fastalex import functional, nn, ops
+from fastalex._backends import BackendError, backend, backends, set_backend
+
+__version__ = "0.1.0"
+
+__all__ = ["BackendError", "backend", "backends", "functional", "nn", "ops", "set_backend", "__version__"]

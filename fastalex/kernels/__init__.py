@@ -1,0 +1,1 @@
+"""Triton kernels and their launchers: plain tensors in and out, no autograd, one file per operator."""

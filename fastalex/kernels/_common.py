@@ -1,0 +1,55 @@
+"""What every Triton launcher shares: interpreter detection and per-shape config tuning."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Hashable, Sequence, TypeVar
+
+import torch
+
+Cfg = TypeVar("Cfg")
+
+_TUNED: dict[Hashable, object] = {}
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg], None]) -> Cfg:
+    """The fastest of `candidates` for `key`, timed once per process on the real inputs.
+
+    `launch(cfg)` must only write outputs (it runs several times). Under the interpreter, or with
+    FASTALEX_TUNE=0, the first candidate is used untimed. Candidates that fail to compile (too many
+    registers or too much shared memory for this GPU) are skipped.
+    """
+    if key in _TUNED:
+        return _TUNED[key]  # type: ignore[return-value]
+    if interpreting() or os.environ.get("FASTALEX_TUNE", "1") == "0" or len(candidates) == 1:
+        best = candidates[0]
+    else:
+        import triton.testing
+
+        timings = []
+        for cfg in candidates:
+            try:
+                ms = triton.testing.do_bench(lambda: launch(cfg), warmup=5, rep=20, return_mode="median")
+            except Exception as e:  # noqa: BLE001 - a config the GPU cannot run is just not a candidate
+                if "OutOfResources" not in type(e).__name__ and "out of resource" not in str(e):
+                    raise
+                continue
+            timings.append((ms, cfg))
+        if not timings:
+            raise RuntimeError(f"fastalex: no kernel configuration could run for {key}")
+        best = min(timings, key=lambda t: t[0])[1]
+    _TUNED[key] = best
+    return best
+
+
+def tuned_configs() -> dict[Hashable, object]:
+    """A copy of the configs chosen so far (for `python -m fastalex info` and the benchmarks)."""
+    return dict(_TUNED)
+
+
+def is_cuda_or_interpreted(t: torch.Tensor) -> bool:
+    return t.is_cuda or (interpreting() and t.device.type == "cpu")

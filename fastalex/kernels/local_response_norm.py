@@ -1,0 +1,229 @@
+"""Triton kernels for Local Response Normalization across channels.
+
+    y_c = x_c * s_c^-beta,   s_c = k + alpha/size * sum_{c' in [c - size//2, c + (size-1)//2]} x_{c'}^2
+
+The launchers take 3-D strided views (N, C, S): S is every spatial dimension merged into one, which
+NCHW and channels_last tensors both allow without a copy (the ops layer makes the views). A program
+owns BLOCK_S positions of one sample and walks down the channels in chunks, so x is read from DRAM
+once; the overlapping window rows come back from L1/L2.
+
+Plain tensors in and out: no autograd here (fastalex/ops/local_response_norm.py does that).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import triton
+import triton.language as tl
+
+from fastalex.kernels import _common
+
+
+@triton.jit
+def _load_rows(base, rows, C, stride_c, mask_s):
+    # rows: [R] channel indices, possibly outside [0, C): those read as 0 (the window's zero padding).
+    mask = ((rows >= 0) & (rows < C))[:, None] & mask_s[None, :]
+    return tl.load(base + rows[:, None] * stride_c, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _pow_neg(s, beta):
+    # s^-beta for s > 0; like torch's pow it gives inf at s == 0 and NaN for s < 0.
+    return tl.exp2(-beta * tl.log2(s))
+
+
+@triton.jit
+def _lrn_forward_kernel(
+    x_ptr,  # (N, C, S) input, any strides
+    y_ptr,  # (N, C, S) output, any strides
+    C, S,
+    stride_xn, stride_xc, stride_xs,
+    stride_yn, stride_yc, stride_ys,
+    alpha_over_size, beta, k,
+    SIZE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    WINDOW_BY_DOT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    LO: tl.constexpr = SIZE // 2
+    n = tl.program_id(1).to(tl.int64)
+    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    mask_s = offs_s < S
+    x_base = x_ptr + n * stride_xn + offs_s[None, :] * stride_xs
+    y_base = y_ptr + n * stride_yn + offs_s[None, :] * stride_ys
+    rows = tl.arange(0, BLOCK_C)
+    if WINDOW_BY_DOT:
+        # One load of BLOCK_C rows starting size//2 above the chunk; a 0/1 band matrix on the tensor
+        # cores sums each output row's window (rows i .. i+SIZE-1 of the tile).
+        OUT_ROWS: tl.constexpr = BLOCK_C - SIZE + 1
+        band = ((rows[None, :] - rows[:, None] >= 0) & (rows[None, :] - rows[:, None] < SIZE)).to(tl.float32)
+        for c0 in range(0, C, OUT_ROWS):
+            x_in = _load_rows(x_base, c0 - LO + rows, C, stride_xc, mask_s)
+            window = tl.dot(band, x_in * x_in, input_precision=DOT_PRECISION)
+            c = c0 + rows
+            x_c = _load_rows(x_base, c, C, stride_xc, mask_s)  # L1 hit: same rows as x_in, shifted
+            y = x_c * _pow_neg(k + alpha_over_size * window, beta)
+            mask = ((rows < OUT_ROWS) & (c < C))[:, None] & mask_s[None, :]
+            tl.store(y_base + c[:, None] * stride_yc, y.to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        # SIZE shifted loads of the chunk: the first brings the rows from DRAM, the rest hit cache.
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + rows
+            window = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+            x_c = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+            for d in tl.static_range(SIZE):
+                v = _load_rows(x_base, c + (d - LO), C, stride_xc, mask_s)
+                window += v * v
+                if d == LO:
+                    x_c = v
+            y = x_c * _pow_neg(k + alpha_over_size * window, beta)
+            mask = (c < C)[:, None] & mask_s[None, :]
+            tl.store(y_base + c[:, None] * stride_yc, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _lrn_backward_kernel(
+    x_ptr,  # (N, C, S) forward input, any strides
+    g_ptr,  # (N, C, S) gradient of the output, any strides
+    dx_ptr,  # (N, C, S) gradient of the input (written), any strides
+    C, S,
+    stride_xn, stride_xc, stride_xs,
+    stride_gn, stride_gc, stride_gs,
+    stride_dn, stride_dc, stride_ds,
+    alpha_over_size, beta, k,
+    SIZE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    # dx_j = g_j s_j^-beta - 2 alpha/size beta x_j sum_{c = j-hi}^{j+lo} t_c,  t_c = g_c x_c s_c^(-beta-1)
+    # The tile holds t for BLOCK_C channels starting hi above the chunk; two 0/1 matrices on the tensor
+    # cores shift and window-sum it onto the chunk's OUT_ROWS output channels. s is recomputed from x.
+    LO: tl.constexpr = SIZE // 2
+    HI: tl.constexpr = SIZE - 1 - LO
+    OUT_ROWS: tl.constexpr = BLOCK_C - SIZE + 1
+    n = tl.program_id(1).to(tl.int64)
+    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    mask_s = offs_s < S
+    x_base = x_ptr + n * stride_xn + offs_s[None, :] * stride_xs
+    g_base = g_ptr + n * stride_gn + offs_s[None, :] * stride_gs
+    d_base = dx_ptr + n * stride_dn + offs_s[None, :] * stride_ds
+    rows = tl.arange(0, BLOCK_C)
+    band = ((rows[None, :] - rows[:, None] >= 0) & (rows[None, :] - rows[:, None] < SIZE)).to(tl.float32)
+    shift = (rows[None, :] - rows[:, None] == HI).to(tl.float32)
+    for c0 in range(0, C, OUT_ROWS):
+        ct = c0 - HI + rows
+        window = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+        x_t = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+        for d in tl.static_range(SIZE):
+            v = _load_rows(x_base, ct + (d - LO), C, stride_xc, mask_s)
+            window += v * v
+            if d == LO:
+                x_t = v
+        g_t = _load_rows(g_base, ct, C, stride_gc, mask_s)
+        scale = k + alpha_over_size * window
+        scale_pow = _pow_neg(scale, beta)
+        valid = ((ct >= 0) & (ct < C))[:, None] & mask_s[None, :]
+        # Padding rows must be exact zeros (k = 0 would make 0 * inf there).
+        t = tl.where(valid, g_t * x_t * scale_pow / scale, 0.0)
+        g_scaled = tl.where(valid, g_t * scale_pow, 0.0)
+        window_t = tl.dot(band, t, input_precision=DOT_PRECISION)
+        g_scaled_out = tl.dot(shift, g_scaled, input_precision=DOT_PRECISION)
+        c = c0 + rows
+        x_c = _load_rows(x_base, c, C, stride_xc, mask_s)
+        dx = g_scaled_out - (2.0 * alpha_over_size * beta) * x_c * window_t
+        mask = ((rows < OUT_ROWS) & (c < C))[:, None] & mask_s[None, :]
+        tl.store(d_base + c[:, None] * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Launch parameters. BLOCK_C counts channel rows per chunk, BLOCK_S spatial positions."""
+
+    block_c: int
+    block_s: int
+    num_warps: int
+    window_by_dot: bool = False
+
+
+def _min_block_c(size: int) -> int:
+    # The dot paths need BLOCK_C - size + 1 >= 1 output rows per chunk; 16 is tl.dot's smallest side.
+    return max(16, triton.next_power_of_2(2 * size))
+
+
+def forward_candidates(size: int, channels_last: bool) -> list[Config]:
+    dot_c = _min_block_c(size)
+    shift_c = max(8, triton.next_power_of_2(min(size, 32)))
+    out = []
+    for block_s in ((32, 64) if channels_last else (64, 128, 256)):
+        out.append(Config(max(shift_c, 32 if channels_last else 16), block_s, 4, False))
+        out.append(Config(max(dot_c, 32), block_s, 4, True))
+        out.append(Config(max(dot_c, 64), block_s, 8, True))
+    return out
+
+
+def backward_candidates(size: int, channels_last: bool) -> list[Config]:
+    c = _min_block_c(size)
+    out = []
+    for block_s in ((32, 64) if channels_last else (32, 64, 128)):
+        out.append(Config(max(c, 32), block_s, 4, True))
+        out.append(Config(max(c, 64), block_s, 8, True))
+    return out
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # 0/1 matrices are exact in tf32; the data needs 3xTF32 to keep fp32 accuracy. The interpreter
+    # computes dots in plain fp32.
+    if _common.interpreting():
+        return "ieee"
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
+    N, C, S = x.shape
+    grid = (triton.cdiv(S, cfg.block_s), N)
+    _lrn_forward_kernel[grid](
+        x, y, C, S, *x.stride(), *y.stride(), alpha / size, beta, k,
+        SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.window_by_dot,
+        DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps,
+    )
+
+
+def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
+    N, C, S = x.shape
+    grid = (triton.cdiv(S, cfg.block_s), N)
+    _lrn_backward_kernel[grid](
+        x, g, dx, C, S, *x.stride(), *g.stride(), *dx.stride(), alpha / size, beta, k,
+        SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
+        DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps,
+    )
+
+
+def lrn_forward(x: torch.Tensor, y: torch.Tensor, size: int, alpha: float, beta: float, k: float,
+                config: Config | None = None) -> None:
+    """Writes LRN(x) into y. x, y: (N, C, S) strided views of the same shape."""
+    if x.numel() == 0:
+        return
+    channels_last = x.stride(1) == 1 and x.shape[1] > 1
+    if config is None:
+        candidates = forward_candidates(size, channels_last)
+        config = _common.tuned_config(
+            ("lrn_fwd", x.device, x.dtype, x.shape[1], x.shape[2], channels_last, size), candidates,
+            lambda cfg: _launch_forward(x, y, size, alpha, beta, k, cfg))
+    _launch_forward(x, y, size, alpha, beta, k, config)
+
+
+def lrn_backward(x: torch.Tensor, grad_y: torch.Tensor, grad_x: torch.Tensor, size: int, alpha: float,
+                 beta: float, k: float, config: Config | None = None) -> None:
+    """Writes the gradient of LRN at x for grad_y into grad_x. All three: (N, C, S) strided views."""
+    if x.numel() == 0:
+        return
+    channels_last = x.stride(1) == 1 and x.shape[1] > 1
+    if config is None:
+        candidates = backward_candidates(size, channels_last)
+        config = _common.tuned_config(
+            ("lrn_bwd", x.device, x.dtype, x.shape[1], x.shape[2], channels_last, size), candidates,
+            lambda cfg: _launch_backward(x, grad_y, grad_x, size, alpha, beta, k, cfg))
+    _launch_backward(x, grad_y, grad_x, size, alpha, beta, k, config)

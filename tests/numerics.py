@@ -1,0 +1,36 @@
+"""The one place for tolerances (DESIGN.md, "Numerics")."""
+from __future__ import annotations
+
+import torch
+
+# Direct comparison against torch in the same dtype.
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-6),
+}
+
+# Low precision is judged against a float64 reference: fastalex's error may be at most
+# LOW_PRECISION_FACTOR times torch's own error in that dtype, plus a tiny absolute floor.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+LOW_PRECISION_FACTOR = 2.0
+LOW_PRECISION_FLOOR = {torch.float16: 1e-4, torch.bfloat16: 5e-4}
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Frobenius relative error ||out - ref|| / ||ref|| in float64."""
+    out, ref = out.double(), ref.double()
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def assert_close(out: torch.Tensor, expected: torch.Tensor, ref64: torch.Tensor | None = None,
+                 torch_out: torch.Tensor | None = None, what: str = "") -> None:
+    """fp32/fp64: out ~ expected elementwise. fp16/bf16: error vs ref64 <= 2x torch_out's error."""
+    assert out.shape == expected.shape, f"{what}: shape {tuple(out.shape)} != {tuple(expected.shape)}"
+    assert out.dtype == expected.dtype, f"{what}: dtype {out.dtype} != {expected.dtype}"
+    if out.dtype in LOW_PRECISION:
+        assert ref64 is not None and torch_out is not None
+        ours, theirs = rel_error(out, ref64), rel_error(torch_out, ref64)
+        bound = LOW_PRECISION_FACTOR * theirs + LOW_PRECISION_FLOOR[out.dtype]
+        assert ours <= bound, f"{what}: error {ours:.3e} vs float64 exceeds {bound:.3e} (torch's own: {theirs:.3e})"
+    else:
+        torch.testing.assert_close(out, expected, **TOL[out.dtype], equal_nan=True, msg=lambda m: f"{what}: {m}")

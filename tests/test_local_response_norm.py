@@ -1,0 +1,312 @@
+"""LRN parity with torch.nn.functional.local_response_norm on every backend available here."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastalex
+from fastalex import functional as fa
+from fastalex.kernels import local_response_norm as lrn_kernels
+from numerics import LOW_PRECISION, assert_close
+
+
+def _cpu_kernel_backends():
+    from fastalex.kernels._common import interpreting
+
+    out = []
+    if "triton" in fastalex.backends() and interpreting():
+        out.append("triton")
+    if "cpu" in fastalex.backends():
+        out.append("cpu")
+    return out
+
+
+KERNEL_BACKENDS = _cpu_kernel_backends()
+
+# (shape, size, alpha, beta, k): odd and even sizes, C < size, C = 1, 3-D and 5-D, size 1.
+CASES = [
+    ((2, 7, 5, 6), 5, 1.0, 0.75, 2.0),
+    ((2, 40, 3, 5), 5, 0.5, 0.75, 1.0),  # more channels than one Triton chunk
+    ((1, 1, 4, 4), 3, 1.0, 0.75, 1.0),
+    ((2, 3, 4, 5), 7, 2.0, 0.5, 1.0),
+    ((2, 6, 9), 2, 1.0, 1.0, 0.5),
+    ((1, 5, 3, 4, 5), 4, 0.3, 1.3, 1.5),
+    ((3, 16, 7, 7), 1, 1.0, 0.75, 2.0),
+    ((2, 9, 6, 6), 6, 1e-4, 0.75, 2.0),
+]
+
+
+def _make(shape, dtype, layout, seed):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(shape, generator=g, dtype=torch.float64)
+    if layout == "channels_last":
+        assert len(shape) == 4
+        x = base.to(dtype).to(memory_format=torch.channels_last)
+    elif layout == "strided":  # a non-contiguous view: every other column of a wider tensor
+        wide = torch.randn(*shape[:-1], 2 * shape[-1], generator=g, dtype=torch.float64)
+        x = wide.to(dtype)[..., ::2]
+    elif layout == "transposed":  # spatial dims that cannot merge into one stride
+        x = base.to(dtype).transpose(-1, -2).contiguous().transpose(-1, -2)
+    else:
+        x = base.to(dtype)
+    grad = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    return x, grad
+
+
+def _run(backend, x, grad, size, alpha, beta, k):
+    x = x.detach().clone().requires_grad_(True)
+    with fastalex.backend(backend):
+        y = fa.local_response_norm(x, size, alpha, beta, k)
+    y.backward(grad)
+    return y.detach(), x.grad
+
+
+def _reference(x, grad, size, alpha, beta, k):
+    x = x.detach().clone().requires_grad_(True)
+    y = F.local_response_norm(x, size, alpha, beta, k)
+    y.backward(grad)
+    return y.detach(), x.grad
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'x'.join(map(str, c[0]))}-n{c[1]}")
+def test_parity_fp32(backend, case):
+    shape, size, alpha, beta, k = case
+    x, grad = _make(shape, torch.float32, "contiguous", seed=hash(case) % 1000)
+    y, dx = _run(backend, x, grad, size, alpha, beta, k)
+    y_ref, dx_ref = _reference(x, grad, size, alpha, beta, k)
+    assert_close(y, y_ref, what="forward")
+    assert_close(dx, dx_ref, what="grad_input")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("layout", ["channels_last", "strided", "transposed"])
+def test_layouts(backend, layout):
+    x, grad = _make((2, 11, 5, 7), torch.float32, layout, seed=3)
+    y, dx = _run(backend, x, grad, 5, 1.0, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
+    assert_close(y, y_ref, what="forward")
+    assert_close(dx, dx_ref, what="grad_input")
+    if layout == "channels_last":  # output memory format follows the input's
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert dx.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_channels_last_grad(backend):
+    # grad_output in another layout than the input, as autograd may hand it over.
+    x, grad = _make((2, 8, 4, 6), torch.float32, "channels_last", seed=5)
+    grad = grad.contiguous()
+    y, dx = _run(backend, x, grad, 3, 1.0, 0.75, 1.0)
+    y_ref, dx_ref = _reference(x, grad, 3, 1.0, 0.75, 1.0)
+    assert_close(dx, dx_ref, what="grad_input")
+
+
+def test_cpu_float64():
+    if "cpu" not in fastalex.backends():
+        pytest.skip("cpu backend unavailable")
+    x, grad = _make((2, 7, 4, 5), torch.float64, "contiguous", seed=7)
+    y, dx = _run("cpu", x, grad, 5, 1.0, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
+    assert_close(y, y_ref, what="forward")
+    assert_close(dx, dx_ref, what="grad_input")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_low_precision(backend, dtype):
+    if backend == "triton" and dtype == torch.bfloat16:
+        pytest.skip("Triton's interpreter has no bfloat16 (the GPU tests cover it)")
+    x64, grad64 = _make((2, 12, 5, 5), torch.float64, "contiguous", seed=11)
+    x64 = x64.abs() * 3  # post-ReLU magnitudes, where the normalization matters
+    args = (5, 1.0, 0.75, 2.0)
+    y64, dx64 = _reference(x64, grad64, *args)
+    x, grad = x64.to(dtype), grad64.to(dtype)
+    y, dx = _run(backend, x, grad, *args)
+    try:
+        y_t, dx_t = _reference(x, grad, *args)
+    except RuntimeError:
+        # torch has no fp16/bf16 LRN on the CPU (avg_pool3d): stand in for its error with two
+        # roundings of the exact result, the least any chain of ops in that dtype makes.
+        y_t, dx_t = _twice_rounded(y64, dtype), _twice_rounded(dx64, dtype)
+    assert_close(y, y_t, ref64=y64, torch_out=y_t, what="forward")
+    assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what="grad_input")
+
+
+def _twice_rounded(ref64, dtype):
+    one_ulp = (ref64.to(dtype).double() - ref64).abs().max()
+    return (ref64 + torch.sign(ref64) * one_ulp).to(dtype)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_special_values(backend):
+    # inf and NaN stay where torch puts them; an inf must not poison windows it has left.
+    x, grad = _make((1, 12, 2, 3), torch.float32, "contiguous", seed=13)
+    x[0, 2, 0, 0] = float("inf")
+    x[0, 8, 1, 1] = float("nan")
+    with fastalex.backend(backend):
+        y = fa.local_response_norm(x, 3, 1.0, 0.75, 1.0)
+    y_ref = F.local_response_norm(x, 3, 1.0, 0.75, 1.0)
+    assert_close(y, y_ref, what="forward with inf/nan")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_empty(backend):
+    x = torch.randn(0, 4, 3, 3, requires_grad=True)
+    with fastalex.backend(backend):
+        y = fa.local_response_norm(x, 3)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("window_by_dot", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_triton_forward_configs(window_by_dot, channels_last):
+    """Every forward strategy the tuner may pick computes the same thing."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("needs the Triton interpreter")
+    x, _ = _make((2, 37, 3, 4), torch.float32, "channels_last" if channels_last else "contiguous", seed=17)
+    x3 = x.view(2, 37, -1)
+    y_ref = F.local_response_norm(x, 5, 1.0, 0.75, 2.0)
+    for cfg in lrn_kernels.forward_candidates(5, channels_last):
+        if cfg.window_by_dot != window_by_dot:
+            continue
+        y = torch.full_like(x, float("nan"))  # poison: every element must be written
+        lrn_kernels.lrn_forward(x3, y.view(2, 37, -1), 5, 1.0, 0.75, 2.0, config=cfg)
+        assert_close(y, y_ref, what=f"forward {cfg}")
+
+
+def test_triton_backward_configs():
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("needs the Triton interpreter")
+    x, grad = _make((2, 37, 3, 4), torch.float32, "contiguous", seed=19)
+    _, dx_ref = _reference(x, grad, 4, 1.0, 0.75, 2.0)
+    for cfg in lrn_kernels.backward_candidates(4, False):
+        dx = torch.full_like(x, float("nan"))
+        lrn_kernels.lrn_backward(x.view(2, 37, -1), grad.view(2, 37, -1), dx.view(2, 37, -1), 4, 1.0, 0.75, 2.0,
+                                 config=cfg)
+        assert_close(dx, dx_ref, what=f"backward {cfg}")
+
+
+def test_gradcheck_cpu():
+    if "cpu" not in fastalex.backends():
+        pytest.skip("cpu backend unavailable")
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64, requires_grad=True)
+    with fastalex.backend("cpu"):
+        assert torch.autograd.gradcheck(lambda t: fa.local_response_norm(t, 3, 1.0, 0.75, 1.0), (x,))
+        assert torch.autograd.gradcheck(lambda t: fa.local_response_norm(t, 4, 0.5, 1.3, 2.0), (x,))
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_opcheck(backend):
+    x = torch.randn(2, 6, 3, 4, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastalex.local_response_norm.default, (x, 5, 1.0, 0.75, 2.0, backend))
+    xc = torch.randn(2, 6, 3, 4).to(memory_format=torch.channels_last).requires_grad_()
+    torch.library.opcheck(torch.ops.fastalex.local_response_norm.default, (xc, 3, 1.0, 0.75, 2.0, backend))
+
+
+def test_module_is_drop_in():
+    m = fastalex.nn.LocalResponseNorm(5, alpha=1.0, beta=0.75, k=2.0)
+    assert isinstance(m, torch.nn.LocalResponseNorm)
+    ref = torch.nn.LocalResponseNorm(5, alpha=1.0, beta=0.75, k=2.0)
+    assert repr(m).endswith(repr(ref)[len("LocalResponseNorm"):])
+    x = torch.randn(2, 8, 4, 4)
+    assert_close(m(x), ref(x), what="module")
+
+
+def test_default_backend_on_cpu_is_cpu():
+    if "cpu" not in fastalex.backends():
+        pytest.skip("cpu backend unavailable")
+    from fastalex import _backends
+
+    assert _backends.resolve("local_response_norm", torch.device("cpu")) == "cpu"
+
+
+# --- bad input: each error names the argument ----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool], ids=str)
+def test_rejects_non_float(dtype):
+    with pytest.raises(TypeError, match="input must have a floating point dtype"):
+        fa.local_response_norm(torch.zeros(2, 3, 4, 4, dtype=dtype), 3)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3)])
+def test_rejects_low_dim(shape):
+    with pytest.raises(ValueError, match="input must have at least 3 dimensions"):
+        fa.local_response_norm(torch.randn(shape), 3)
+
+
+@pytest.mark.parametrize("size", [0, -2])
+def test_rejects_size_below_one(size):
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        fa.local_response_norm(torch.randn(2, 3, 4, 4), size)
+
+
+@pytest.mark.parametrize("size", [2.5, True, "5"])
+def test_rejects_non_int_size(size):
+    with pytest.raises(TypeError, match="size must be an int"):
+        fa.local_response_norm(torch.randn(2, 3, 4, 4), size)
+
+
+@pytest.mark.parametrize("name", ["alpha", "beta", "k"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_rejects_non_finite_params(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        fa.local_response_norm(torch.randn(2, 3, 4, 4), 3, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["alpha", "beta", "k"])
+def test_rejects_non_number_params(name):
+    with pytest.raises(TypeError, match=f"{name} must be a real number"):
+        fa.local_response_norm(torch.randn(2, 3, 4, 4), 3, **{name: "0.1"})
+
+
+def test_rejects_triton_float64():
+    if "triton" not in fastalex.backends():
+        pytest.skip("triton unavailable")
+    with fastalex.backend("triton"), pytest.raises(TypeError, match="backend 'triton' takes float32"):
+        fa.local_response_norm(torch.randn(2, 3, 4, 4, dtype=torch.float64), 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gpu_parity(backend, dtype, layout):
+    if backend not in fastalex.backends():
+        pytest.skip(f"{backend} unavailable")
+    x64, grad64 = _make((4, 96, 13, 13), torch.float64, "contiguous", seed=23)
+    x64 = (x64.abs() * 3).cuda()
+    grad64 = grad64.cuda()
+    if layout == "channels_last":
+        x64, grad64 = x64.to(memory_format=torch.channels_last), grad64.to(memory_format=torch.channels_last)
+    args = (5, 1.0, 0.75, 2.0)
+    y64, dx64 = _reference(x64, grad64, *args)
+    x, grad = x64.to(dtype), grad64.to(dtype)
+    y, dx = _run(backend, x, grad, *args)
+    y_t, dx_t = _reference(x, grad, *args)
+    if dtype in LOW_PRECISION:
+        assert_close(y, y_t, ref64=y64, torch_out=y_t, what="forward")
+        assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what="grad_input")
+    else:
+        assert_close(y, y_t, what="forward")
+        assert_close(dx, dx_t, what="grad_input")
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_alexnet_shape(backend):
+    """The shapes of the benchmark, fp32, every element checked."""
+    if backend not in fastalex.backends():
+        pytest.skip(f"{backend} unavailable")
+    x = torch.rand(8, 96, 55, 55, device="cuda") * 4
+    grad = torch.randn_like(x)
+    y, dx = _run(backend, x, grad, 5, 1e-4, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, 5, 1e-4, 0.75, 2.0)
+    assert_close(y, y_ref, what="forward")
+    assert_close(dx, dx_ref, what="grad_input")
