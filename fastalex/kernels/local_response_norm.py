@@ -159,6 +159,7 @@ def forward_candidates(size: int, channels_last: bool) -> list[Config]:
     out = []
     for block_s in ((32, 64) if channels_last else (64, 128, 256)):
         out.append(Config(max(shift_c, 32 if channels_last else 16), block_s, 4, False))
+        out.append(Config(max(shift_c, 32), block_s, 8, False))
         out.append(Config(max(dot_c, 32), block_s, 4, True))
         out.append(Config(max(dot_c, 64), block_s, 8, True))
     return out
