@@ -161,33 +161,38 @@ def test_empty(backend):
     assert x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("window_by_dot", [False, True])
+def _distinct_strategies(candidates):
+    """One config per (strategy, num_warps): every code path the tuner may pick, without repeats."""
+    seen = {}
+    for cfg in candidates:
+        seen.setdefault((cfg.strategy, cfg.num_warps), cfg)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 9])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_triton_forward_configs(window_by_dot, channels_last):
-    """Every forward strategy the tuner may pick computes the same thing."""
+def test_triton_configs(size, channels_last):
+    """Every forward and backward strategy the tuner may pick computes the same thing."""
     if "triton" not in KERNEL_BACKENDS:
         pytest.skip("needs the Triton interpreter")
-    x, _ = _make((2, 37, 3, 4), torch.float32, "channels_last" if channels_last else "contiguous", seed=17)
-    x3 = x.view(2, 37, -1)
-    y_ref = F.local_response_norm(x, 5, 1.0, 0.75, 2.0)
-    for cfg in lrn_kernels.forward_candidates(5, channels_last):
-        if cfg.window_by_dot != window_by_dot:
-            continue
+    x, grad = _make((2, 37, 3, 4), torch.float32, "channels_last" if channels_last else "contiguous", seed=17)
+    if channels_last:
+        grad = grad.to(memory_format=torch.channels_last)
+    args = (size, 1.0, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, *args)
+    strategies = set()
+    for cfg in _distinct_strategies(lrn_kernels.forward_candidates(size, channels_last)):
         y = torch.full_like(x, float("nan"))  # poison: every element must be written
-        lrn_kernels.lrn_forward(x3, y.view(2, 37, -1), 5, 1.0, 0.75, 2.0, config=cfg)
+        lrn_kernels.lrn_forward(x.view(2, 37, -1), y.view(2, 37, -1), *args, config=cfg)
         assert_close(y, y_ref, what=f"forward {cfg}")
-
-
-def test_triton_backward_configs():
-    if "triton" not in KERNEL_BACKENDS:
-        pytest.skip("needs the Triton interpreter")
-    x, grad = _make((2, 37, 3, 4), torch.float32, "contiguous", seed=19)
-    _, dx_ref = _reference(x, grad, 4, 1.0, 0.75, 2.0)
-    for cfg in lrn_kernels.backward_candidates(4, False):
+        strategies.add(cfg.strategy)
+    for cfg in _distinct_strategies(lrn_kernels.backward_candidates(size, channels_last)):
         dx = torch.full_like(x, float("nan"))
-        lrn_kernels.lrn_backward(x.view(2, 37, -1), grad.view(2, 37, -1), dx.view(2, 37, -1), 4, 1.0, 0.75, 2.0,
-                                 config=cfg)
+        lrn_kernels.lrn_backward(x.view(2, 37, -1), grad.view(2, 37, -1), dx.view(2, 37, -1), *args, config=cfg)
         assert_close(dx, dx_ref, what=f"backward {cfg}")
+        strategies.add(cfg.strategy)
+    expected = {"shift", "dot"} | ({"sequential"} if size <= lrn_kernels.MAX_SEQUENTIAL_SIZE else set())
+    assert strategies == expected
 
 
 def test_gradcheck_cpu():
@@ -296,6 +301,32 @@ def test_gpu_parity(backend, dtype, layout):
         assert_close(dx, dx_t, what="grad_input")
     if layout == "channels_last":
         assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gpu_triton_configs(dtype, channels_last):
+    """Every config the tuner may pick, compiled for the GPU, on an AlexNet-like shape."""
+    if "triton" not in fastalex.backends():
+        pytest.skip("triton unavailable")
+    x64, grad64 = _make((4, 96, 13, 13), torch.float64, "contiguous", seed=29)
+    x64, grad64 = (x64.abs() * 3).cuda(), grad64.cuda()
+    if channels_last:
+        x64, grad64 = x64.to(memory_format=torch.channels_last), grad64.to(memory_format=torch.channels_last)
+    args = (5, 1.0, 0.75, 2.0)
+    y64, dx64 = _reference(x64, grad64, *args)
+    x, grad = x64.to(dtype), grad64.to(dtype)
+    y_t, dx_t = _reference(x, grad, *args)
+    x3, g3 = x.view(4, 96, -1), grad.view(4, 96, -1)
+    for cfg in lrn_kernels.forward_candidates(5, channels_last):
+        y = torch.full_like(x, float("nan"))
+        lrn_kernels.lrn_forward(x3, y.view(4, 96, -1), *args, config=cfg)
+        assert_close(y, y_t, ref64=y64, torch_out=y_t, what=f"forward {cfg}")
+    for cfg in lrn_kernels.backward_candidates(5, channels_last):
+        dx = torch.full_like(x, float("nan"))
+        lrn_kernels.lrn_backward(x3, g3, dx.view(4, 96, -1), *args, config=cfg)
+        assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what=f"backward {cfg}")
 
 
 @pytest.mark.gpu

@@ -138,14 +138,243 @@ def _lrn_backward_kernel(
         tl.store(d_base + c[:, None] * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+# --- Sequential kernels: one row of BLOCK_S positions at a time, the window held in registers ------
+# For size <= MAX_SEQUENTIAL_SIZE. A program walks down its positions' channels; each step loads one
+# new row (prefetched two steps ahead, so loads stay in flight) and keeps the last SIZE rows in named
+# registers w0..w7, so x is read exactly once and nothing is re-read from cache. Triton has no
+# register arrays, hence the named slots and the constexpr-guarded helpers below.
+
+MAX_SEQUENTIAL_SIZE = 8
+
+
+@triton.jit
+def _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new, N: tl.constexpr):
+    # w0..w{N-1} hold the last N rows, oldest first: drop w0, append `new`.
+    if N > 1:
+        w0 = w1
+    if N > 2:
+        w1 = w2
+    if N > 3:
+        w2 = w3
+    if N > 4:
+        w3 = w4
+    if N > 5:
+        w4 = w5
+    if N > 6:
+        w5 = w6
+    if N > 7:
+        w6 = w7
+    if N == 1:
+        w0 = new
+    if N == 2:
+        w1 = new
+    if N == 3:
+        w2 = new
+    if N == 4:
+        w3 = new
+    if N == 5:
+        w4 = new
+    if N == 6:
+        w5 = new
+    if N == 7:
+        w6 = new
+    if N == 8:
+        w7 = new
+    return w0, w1, w2, w3, w4, w5, w6, w7
+
+
+@triton.jit
+def _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, N: tl.constexpr, SQUARE: tl.constexpr):
+    # sum of w0..w{N-1} (of their squares when SQUARE)
+    if SQUARE:
+        acc = w0 * w0
+        if N > 1:
+            acc += w1 * w1
+        if N > 2:
+            acc += w2 * w2
+        if N > 3:
+            acc += w3 * w3
+        if N > 4:
+            acc += w4 * w4
+        if N > 5:
+            acc += w5 * w5
+        if N > 6:
+            acc += w6 * w6
+        if N > 7:
+            acc += w7 * w7
+    else:
+        acc = w0
+        if N > 1:
+            acc += w1
+        if N > 2:
+            acc += w2
+        if N > 3:
+            acc += w3
+        if N > 4:
+            acc += w4
+        if N > 5:
+            acc += w5
+        if N > 6:
+            acc += w6
+        if N > 7:
+            acc += w7
+    return acc
+
+
+@triton.jit
+def _slot(w0, w1, w2, w3, w4, w5, w6, w7, I: tl.constexpr):
+    if I == 0:
+        v = w0
+    elif I == 1:
+        v = w1
+    elif I == 2:
+        v = w2
+    elif I == 3:
+        v = w3
+    elif I == 4:
+        v = w4
+    elif I == 5:
+        v = w5
+    elif I == 6:
+        v = w6
+    else:
+        v = w7
+    return v
+
+
+@triton.jit
+def _load_row(row_base, row, C, stride_c, mask_s):
+    # One channel row for the program's positions; rows outside [0, C) read as the zero padding.
+    mask = mask_s & (row >= 0) & (row < C)
+    return tl.load(row_base + row * stride_c, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _lrn_forward_seq_kernel(
+    x_ptr,  # (N, C, S) input, any strides
+    y_ptr,  # (N, C, S) output, any strides
+    C, S,
+    stride_xn, stride_xc, stride_xs,
+    stride_yn, stride_yc, stride_ys,
+    alpha_over_size, beta, k,
+    SIZE: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    LO: tl.constexpr = SIZE // 2
+    HI: tl.constexpr = SIZE - 1 - LO
+    n = tl.program_id(1).to(tl.int64)
+    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    mask_s = offs_s < S
+    x_row = x_ptr + n * stride_xn + offs_s * stride_xs
+    y_row = y_ptr + n * stride_yn + offs_s * stride_ys
+    w0 = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    w1 = w0
+    w2 = w0
+    w3 = w0
+    w4 = w0
+    w5 = w0
+    w6 = w0
+    w7 = w0
+    # Step c (from -(SIZE-1), to fill the window) brings in row c + HI; the window is rows [c-LO, c+HI].
+    p0 = _load_row(x_row, -(SIZE - 1) + HI, C, stride_xc, mask_s)
+    p1 = _load_row(x_row, -(SIZE - 1) + HI + 1, C, stride_xc, mask_s)
+    for c in range(-(SIZE - 1), C):
+        new = p0
+        p0 = p1
+        p1 = _load_row(x_row, c + HI + 2, C, stride_xc, mask_s)
+        w0, w1, w2, w3, w4, w5, w6, w7 = _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new, SIZE)
+        window = _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, SIZE, True)
+        x_c = _slot(w0, w1, w2, w3, w4, w5, w6, w7, LO)
+        y = x_c * _pow_neg(k + alpha_over_size * window, beta)
+        tl.store(y_row + c * stride_yc, y.to(y_ptr.dtype.element_ty), mask=mask_s & (c >= 0))
+
+
+@triton.jit
+def _lrn_backward_seq_kernel(
+    x_ptr,  # (N, C, S) forward input, any strides
+    g_ptr,  # (N, C, S) gradient of the output, any strides
+    dx_ptr,  # (N, C, S) gradient of the input (written), any strides
+    C, S,
+    stride_xn, stride_xc, stride_xs,
+    stride_gn, stride_gc, stride_gs,
+    stride_dn, stride_dc, stride_ds,
+    alpha_over_size, beta, k,
+    SIZE: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    # Step j writes dx_j. It brings in x row j+SIZE-1 and g row j+LO, computes t and g s^-beta for
+    # channel j+LO (whose window, rows [j, j+SIZE-1], is now complete) and pushes them into rings:
+    #   w: x rows [j, j+SIZE-1]    t: t rows [j-HI, j+LO]    h: g s^-beta rows [j, j+LO]
+    LO: tl.constexpr = SIZE // 2
+    HI: tl.constexpr = SIZE - 1 - LO
+    n = tl.program_id(1).to(tl.int64)
+    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    mask_s = offs_s < S
+    x_row = x_ptr + n * stride_xn + offs_s * stride_xs
+    g_row = g_ptr + n * stride_gn + offs_s * stride_gs
+    d_row = dx_ptr + n * stride_dn + offs_s * stride_ds
+    w0 = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    w1 = w0
+    w2 = w0
+    w3 = w0
+    w4 = w0
+    w5 = w0
+    w6 = w0
+    w7 = w0
+    t0 = w0
+    t1 = w0
+    t2 = w0
+    t3 = w0
+    t4 = w0
+    t5 = w0
+    t6 = w0
+    t7 = w0
+    h0 = w0
+    h1 = w0
+    h2 = w0
+    h3 = w0
+    h4 = w0
+    h5 = w0
+    h6 = w0
+    h7 = w0
+    J0: tl.constexpr = -(SIZE - 1)
+    px0 = _load_row(x_row, J0 + SIZE - 1, C, stride_xc, mask_s)
+    px1 = _load_row(x_row, J0 + SIZE, C, stride_xc, mask_s)
+    pg0 = _load_row(g_row, J0 + LO, C, stride_gc, mask_s)
+    pg1 = _load_row(g_row, J0 + LO + 1, C, stride_gc, mask_s)
+    coef = 2.0 * alpha_over_size * beta
+    for j in range(J0, C):
+        new_x = px0
+        px0 = px1
+        px1 = _load_row(x_row, j + SIZE + 1, C, stride_xc, mask_s)
+        new_g = pg0
+        pg0 = pg1
+        pg1 = _load_row(g_row, j + LO + 2, C, stride_gc, mask_s)
+        w0, w1, w2, w3, w4, w5, w6, w7 = _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new_x, SIZE)
+        scale = k + alpha_over_size * _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, SIZE, True)
+        scale_pow = _pow_neg(scale, beta)
+        x_m = _slot(w0, w1, w2, w3, w4, w5, w6, w7, LO)
+        # Padding channels must contribute exact zeros (k = 0 would make 0 * inf there).
+        valid = (j + LO >= 0) & (j + LO < C)
+        t_new = tl.where(valid, new_g * x_m * scale_pow / scale, 0.0)
+        h_new = tl.where(valid, new_g * scale_pow, 0.0)
+        t0, t1, t2, t3, t4, t5, t6, t7 = _shift_in(t0, t1, t2, t3, t4, t5, t6, t7, t_new, SIZE)
+        h0, h1, h2, h3, h4, h5, h6, h7 = _shift_in(h0, h1, h2, h3, h4, h5, h6, h7, h_new, LO + 1)
+        window_t = _sum_slots(t0, t1, t2, t3, t4, t5, t6, t7, SIZE, False)
+        dx = h0 - coef * w0 * window_t
+        tl.store(d_row + j * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask_s & (j >= 0))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Launch parameters. BLOCK_C counts channel rows per chunk, BLOCK_S spatial positions."""
+    """Launch parameters. strategy: "sequential" (window in registers, size <= 8), "shift" (a
+    [block_c, block_s] tile, window sums by shifted loads) or "dot" (window sums by a 0/1 band matrix
+    on the tensor cores). block_c: channel rows per chunk (tile strategies); block_s: positions."""
 
+    strategy: str
     block_c: int
     block_s: int
     num_warps: int
-    window_by_dot: bool = False
 
 
 def _min_block_c(size: int) -> int:
@@ -153,25 +382,32 @@ def _min_block_c(size: int) -> int:
     return max(16, triton.next_power_of_2(2 * size))
 
 
+def _sequential_candidates(size: int) -> list[Config]:
+    if size > MAX_SEQUENTIAL_SIZE:
+        return []
+    return [Config("sequential", 0, bs, w) for bs, w in ((128, 1), (256, 2), (512, 4), (512, 2), (1024, 4))]
+
+
 def forward_candidates(size: int, channels_last: bool) -> list[Config]:
+    """The configs the tuner times for a forward launch; the first is the untimed default."""
     dot_c = _min_block_c(size)
     shift_c = max(8, triton.next_power_of_2(min(size, 32)))
-    out = []
-    for block_s in ((32, 64) if channels_last else (64, 128, 256)):
-        out.append(Config(max(shift_c, 32 if channels_last else 16), block_s, 4, False))
-        out.append(Config(max(shift_c, 32), block_s, 8, False))
-        out.append(Config(max(dot_c, 32), block_s, 4, True))
-        out.append(Config(max(dot_c, 64), block_s, 8, True))
-    return out
+    out = [] if channels_last else _sequential_candidates(size)
+    for block_s in ((32, 64) if channels_last else (64, 128)):
+        out.append(Config("shift", max(shift_c, 32 if channels_last else 16), block_s, 4))
+        out.append(Config("shift", max(shift_c, 32), block_s, 8))
+        out.append(Config("dot", max(dot_c, 32), block_s, 4))
+    return out + (_sequential_candidates(size) if channels_last else [])
 
 
 def backward_candidates(size: int, channels_last: bool) -> list[Config]:
+    """The configs the tuner times for a backward launch; the first is the untimed default."""
     c = _min_block_c(size)
-    out = []
-    for block_s in ((32, 64) if channels_last else (32, 64, 128)):
-        out.append(Config(max(c, 32), block_s, 4, True))
-        out.append(Config(max(c, 64), block_s, 8, True))
-    return out
+    out = [] if channels_last else _sequential_candidates(size)
+    for block_s in ((32, 64) if channels_last else (64, 128)):
+        out.append(Config("dot", max(c, 32), block_s, 4))
+        out.append(Config("dot", max(c, 64), block_s, 8))
+    return out + (_sequential_candidates(size) if channels_last else [])
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -185,21 +421,24 @@ def _dot_precision(dtype: torch.dtype) -> str:
 def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
     N, C, S = x.shape
     grid = (triton.cdiv(S, cfg.block_s), N)
-    _lrn_forward_kernel[grid](
-        x, y, C, S, *x.stride(), *y.stride(), alpha / size, beta, k,
-        SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.window_by_dot,
-        DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps,
-    )
+    common = (x, y, C, S, *x.stride(), *y.stride(), alpha / size, beta, k)
+    if cfg.strategy == "sequential":
+        _lrn_forward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, num_warps=cfg.num_warps)
+    else:
+        _lrn_forward_kernel[grid](
+            *common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.strategy == "dot",
+            DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps)
 
 
 def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
     N, C, S = x.shape
     grid = (triton.cdiv(S, cfg.block_s), N)
-    _lrn_backward_kernel[grid](
-        x, g, dx, C, S, *x.stride(), *g.stride(), *dx.stride(), alpha / size, beta, k,
-        SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
-        DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps,
-    )
+    common = (x, g, dx, C, S, *x.stride(), *g.stride(), *dx.stride(), alpha / size, beta, k)
+    if cfg.strategy == "sequential":
+        _lrn_backward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, num_warps=cfg.num_warps)
+    else:
+        _lrn_backward_kernel[grid](*common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
+                                   DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps)
 
 
 def lrn_forward(x: torch.Tensor, y: torch.Tensor, size: int, alpha: float, beta: float, k: float,
