@@ -152,9 +152,10 @@ __global__ void __launch_bounds__(THREADS) lrn_backward_kernel(
 
 // --- Sequential kernels (size <= MAX_SEQ_SIZE, positions contiguous): one thread per position walks
 // down the channels with the window in registers (compile-time SIZE keeps the arrays in registers),
-// loading each row once, PF rows ahead so several loads are in flight per thread.
+// loading each row once, PF rows ahead: the channel walk is serial, so in-flight bytes per SM come
+// from the prefetch depth.
 constexpr int MAX_SEQ_SIZE = 8;
-constexpr int PF = 4;
+constexpr int PF = 8;  // rows in flight per thread: with one thread per position, the load depth
 
 template <typename T, typename acc_t>
 struct RowReader {

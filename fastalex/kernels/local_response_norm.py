@@ -140,7 +140,7 @@ def _lrn_backward_kernel(
 
 # --- Sequential kernels: one row of BLOCK_S positions at a time, the window held in registers ------
 # For size <= MAX_SEQUENTIAL_SIZE. A program walks down its positions' channels; each step loads one
-# new row (prefetched two steps ahead, so loads stay in flight) and keeps the last SIZE rows in named
+# new row (prefetched 1-8 steps ahead, so loads stay in flight) and keeps the last SIZE rows in named
 # registers w0..w7, so x is read exactly once and nothing is re-read from cache. Triton has no
 # register arrays, hence the named slots and the constexpr-guarded helpers below.
 
@@ -250,6 +250,35 @@ def _load_row(row_base, row, C, stride_c, mask_s):
 
 
 @triton.jit
+def _prefetch(row_base, first_row, C, stride_c, mask_s, N: tl.constexpr):
+    # Rows first_row .. first_row + N - 1 in slots 0..N-1 (the rest zeros), for _shift_in to rotate.
+    z = tl.zeros(mask_s.shape, dtype=tl.float32)
+    p0 = _load_row(row_base, first_row, C, stride_c, mask_s)
+    p1 = z
+    p2 = z
+    p3 = z
+    p4 = z
+    p5 = z
+    p6 = z
+    p7 = z
+    if N > 1:
+        p1 = _load_row(row_base, first_row + 1, C, stride_c, mask_s)
+    if N > 2:
+        p2 = _load_row(row_base, first_row + 2, C, stride_c, mask_s)
+    if N > 3:
+        p3 = _load_row(row_base, first_row + 3, C, stride_c, mask_s)
+    if N > 4:
+        p4 = _load_row(row_base, first_row + 4, C, stride_c, mask_s)
+    if N > 5:
+        p5 = _load_row(row_base, first_row + 5, C, stride_c, mask_s)
+    if N > 6:
+        p6 = _load_row(row_base, first_row + 6, C, stride_c, mask_s)
+    if N > 7:
+        p7 = _load_row(row_base, first_row + 7, C, stride_c, mask_s)
+    return p0, p1, p2, p3, p4, p5, p6, p7
+
+
+@triton.jit
 def _lrn_forward_seq_kernel(
     x_ptr,  # (N, C, S) input, any strides
     y_ptr,  # (N, C, S) output, any strides
@@ -259,6 +288,7 @@ def _lrn_forward_seq_kernel(
     alpha_over_size, beta, k,
     SIZE: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     LO: tl.constexpr = SIZE // 2
     HI: tl.constexpr = SIZE - 1 - LO
@@ -276,12 +306,13 @@ def _lrn_forward_seq_kernel(
     w6 = w0
     w7 = w0
     # Step c (from -(SIZE-1), to fill the window) brings in row c + HI; the window is rows [c-LO, c+HI].
-    p0 = _load_row(x_row, -(SIZE - 1) + HI, C, stride_xc, mask_s)
-    p1 = _load_row(x_row, -(SIZE - 1) + HI + 1, C, stride_xc, mask_s)
-    for c in range(-(SIZE - 1), C):
+    # p0..p{PREFETCH-1} hold the next rows, loaded PREFETCH steps ahead.
+    C0: tl.constexpr = -(SIZE - 1)
+    p0, p1, p2, p3, p4, p5, p6, p7 = _prefetch(x_row, C0 + HI, C, stride_xc, mask_s, PREFETCH)
+    for c in range(C0, C):
         new = p0
-        p0 = p1
-        p1 = _load_row(x_row, c + HI + 2, C, stride_xc, mask_s)
+        p0, p1, p2, p3, p4, p5, p6, p7 = _shift_in(
+            p0, p1, p2, p3, p4, p5, p6, p7, _load_row(x_row, c + HI + PREFETCH, C, stride_xc, mask_s), PREFETCH)
         w0, w1, w2, w3, w4, w5, w6, w7 = _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new, SIZE)
         window = _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, SIZE, True)
         x_c = _slot(w0, w1, w2, w3, w4, w5, w6, w7, LO)
@@ -301,6 +332,7 @@ def _lrn_backward_seq_kernel(
     alpha_over_size, beta, k,
     SIZE: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     # Step j writes dx_j. It brings in x row j+SIZE-1 and g row j+LO, computes t and g s^-beta for
     # channel j+LO (whose window, rows [j, j+SIZE-1], is now complete) and pushes them into rings:
@@ -338,18 +370,18 @@ def _lrn_backward_seq_kernel(
     h6 = w0
     h7 = w0
     J0: tl.constexpr = -(SIZE - 1)
-    px0 = _load_row(x_row, J0 + SIZE - 1, C, stride_xc, mask_s)
-    px1 = _load_row(x_row, J0 + SIZE, C, stride_xc, mask_s)
-    pg0 = _load_row(g_row, J0 + LO, C, stride_gc, mask_s)
-    pg1 = _load_row(g_row, J0 + LO + 1, C, stride_gc, mask_s)
+    px0, px1, px2, px3, px4, px5, px6, px7 = _prefetch(x_row, J0 + SIZE - 1, C, stride_xc, mask_s, PREFETCH)
+    pg0, pg1, pg2, pg3, pg4, pg5, pg6, pg7 = _prefetch(g_row, J0 + LO, C, stride_gc, mask_s, PREFETCH)
     coef = 2.0 * alpha_over_size * beta
     for j in range(J0, C):
         new_x = px0
-        px0 = px1
-        px1 = _load_row(x_row, j + SIZE + 1, C, stride_xc, mask_s)
+        px0, px1, px2, px3, px4, px5, px6, px7 = _shift_in(
+            px0, px1, px2, px3, px4, px5, px6, px7,
+            _load_row(x_row, j + SIZE - 1 + PREFETCH, C, stride_xc, mask_s), PREFETCH)
         new_g = pg0
-        pg0 = pg1
-        pg1 = _load_row(g_row, j + LO + 2, C, stride_gc, mask_s)
+        pg0, pg1, pg2, pg3, pg4, pg5, pg6, pg7 = _shift_in(
+            pg0, pg1, pg2, pg3, pg4, pg5, pg6, pg7, _load_row(g_row, j + LO + PREFETCH, C, stride_gc, mask_s),
+            PREFETCH)
         w0, w1, w2, w3, w4, w5, w6, w7 = _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new_x, SIZE)
         scale = k + alpha_over_size * _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, SIZE, True)
         scale_pow = _pow_neg(scale, beta)
@@ -375,6 +407,7 @@ class Config:
     block_c: int
     block_s: int
     num_warps: int
+    prefetch: int = 0  # sequential: rows loaded ahead (1..8)
 
 
 def _min_block_c(size: int) -> int:
@@ -385,7 +418,8 @@ def _min_block_c(size: int) -> int:
 def _sequential_candidates(size: int) -> list[Config]:
     if size > MAX_SEQUENTIAL_SIZE:
         return []
-    return [Config("sequential", 0, bs, w) for bs, w in ((128, 1), (256, 2), (512, 4), (512, 2), (1024, 4))]
+    return [Config("sequential", 0, bs, w, pf)
+            for bs, w, pf in ((128, 1, 4), (128, 1, 2), (128, 1, 8), (256, 2, 4), (256, 1, 2), (512, 4, 2), (512, 2, 4))]
 
 
 def forward_candidates(size: int, channels_last: bool) -> list[Config]:
@@ -423,7 +457,8 @@ def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
     grid = (triton.cdiv(S, cfg.block_s), N)
     common = (x, y, C, S, *x.stride(), *y.stride(), alpha / size, beta, k)
     if cfg.strategy == "sequential":
-        _lrn_forward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, num_warps=cfg.num_warps)
+        _lrn_forward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, PREFETCH=cfg.prefetch,
+                                      num_warps=cfg.num_warps)
     else:
         _lrn_forward_kernel[grid](
             *common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.strategy == "dot",
@@ -435,7 +470,8 @@ def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
     grid = (triton.cdiv(S, cfg.block_s), N)
     common = (x, g, dx, C, S, *x.stride(), *g.stride(), *dx.stride(), alpha / size, beta, k)
     if cfg.strategy == "sequential":
-        _lrn_backward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, num_warps=cfg.num_warps)
+        _lrn_backward_seq_kernel[grid](*common, SIZE=size, BLOCK_S=cfg.block_s, PREFETCH=cfg.prefetch,
+                                       num_warps=cfg.num_warps)
     else:
         _lrn_backward_kernel[grid](*common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
                                    DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps)
