@@ -24,33 +24,42 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 5, reps: int | None = None,
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 5, samples: int = 15,
             budget_s: float = 0.5) -> float:
-    """Median milliseconds of fn() on `device` (events on CUDA, wall clock on CPU)."""
+    """Median milliseconds of one fn() on `device`: device time on CUDA, wall clock on CPU.
+
+    On CUDA the host's Python and launch overhead must stay out of the figure: each sample parks the
+    GPU on a sleep kernel while the host queues `calls` launches of fn behind it, and CUDA events
+    time those launches back to back. fn must not synchronize.
+    """
     for _ in range(warmup):
         fn()
     sync(device)
     t0 = time.perf_counter()
     fn()
     sync(device)
-    once = max(time.perf_counter() - t0, 1e-6)
-    if reps is None:
-        reps = int(min(200, max(3, budget_s / once)))
-    samples = []
-    if device.type == "cuda":
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end))
-    else:
+    once_s = max(time.perf_counter() - t0, 1e-6)
+    if device.type != "cuda":
+        reps = int(min(200, max(3, budget_s / once_s)))
+        out = []
         for _ in range(reps):
             t0 = time.perf_counter()
             fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+            out.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(out)
+    calls = int(min(50, max(1, 0.02 / once_s)))  # about 20 ms of work per sample
+    out = []
+    for _ in range(samples):
+        # Long enough for the host to queue every call (at ~2 GHz; a slower clock only waits longer).
+        torch.cuda._sleep(int(2e9 * (once_s * calls * 1.5 + 1e-3)))
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        out.append(start.elapsed_time(end) / calls)
+    return statistics.median(out)
 
 
 def copy_bandwidth_gbps(device: torch.device) -> float:

@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(THREADS) lrn_backward_kernel(
 // loading each row once, PF rows ahead: the channel walk is serial, so in-flight bytes per SM come
 // from the prefetch depth.
 constexpr int MAX_SEQ_SIZE = 8;
-constexpr int PF = 8;  // rows in flight per thread: with one thread per position, the load depth
+constexpr int PF = 4;
 
 template <typename T, typename acc_t>
 struct RowReader {
