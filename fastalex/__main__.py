@@ -46,7 +46,7 @@ def _bench(args) -> int:
     names = args.backends.split(",") if args.backends else [
         n for n in _backends.backends() if n != "torch" and (n in ("triton", "cuda")) == (device.type == "cuda")]
     copy = bench.copy_bandwidth_gbps(device)
-    cases = bench.lrn_cases(device)
+    cases = bench.lrn_cases(device, quick=args.quick)
     rows, torch_ms = [], {}
     for case, name in tqdm([(c, n) for c in cases for n in names], desc="fastalex bench", file=sys.stderr):
         rows.extend(bench.measure_lrn(case, name, device, copy, torch_ms))
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--backends", help="comma-separated fastalex backends (default: all available for the device)")
     p.add_argument("--json", help="write every figure, the device and the versions to this file")
+    p.add_argument("--quick", action="store_true", help="one small case, to check that everything runs")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -125,8 +125,9 @@ def _device_error(name: str, device: torch.device) -> str | None:
     return None
 
 
-def resolve(op: str, device: torch.device) -> str:
+def resolve(op: str, device: torch.device | str) -> str:
     """The backend that runs operator `op` on tensors on `device`."""
+    device = torch.device(device)
     chosen = current()
     if chosen is not None:
         why = unavailable_reason(chosen)
@@ -150,3 +151,11 @@ def resolve(op: str, device: torch.device) -> str:
             return name
         skipped.append(f"{name!r} is not available ({why.splitlines()[0]})")
     raise BackendError(f"{op}: no backend can take a tensor on {device}: " + "; ".join(skipped))
+
+
+@torch.compiler.assume_constant_result
+def resolve_constant(op: str, device_type: str) -> str:
+    """resolve() as torch.compile sees it: evaluated once while tracing, its answer baked into the
+    graph (backend selection reads locks, context variables and the environment, which dynamo cannot
+    trace). A function compiled under one backend keeps it; torch.compiler.reset() forgets it."""
+    return resolve(op, device_type)

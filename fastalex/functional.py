@@ -45,7 +45,10 @@ def _check_finite(op: str, name: str, v) -> float:
 
 
 def _resolve(op: str, t: torch.Tensor) -> str:
-    name = _backends.resolve(op, t.device)
+    if torch.compiler.is_compiling():
+        name = _backends.resolve_constant(op, t.device.type)
+    else:
+        name = _backends.resolve(op, t.device)
     if name != "torch" and t.dtype not in _DTYPES[name]:
         allowed = ", ".join(str(d).replace("torch.", "") for d in _DTYPES[name])
         raise TypeError(f"{op}: backend {name!r} takes {allowed} tensors, got input of dtype {t.dtype}")

@@ -1,0 +1,90 @@
+"""The C++/CUDA extension's build: always the CPU kernels, the CUDA kernels wherever nvcc and a CUDA
+torch are, a failed build reported with the compiler's message, and `python -m fastalex info`."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastalex import __main__ as cli
+from fastalex import _backends, _extension
+
+
+def test_cpu_kernels_built():
+    st = _extension.status()
+    assert st.module is not None, st.cpu_error
+    assert hasattr(st.module, "lrn_forward") and hasattr(st.module, "lrn_backward")
+    assert st.build_dir and f"torch-{torch.__version__}" in st.build_dir  # one cache per torch: no ABI mix
+
+
+@pytest.mark.skipif(torch.version.cuda is None or _extension.find_cuda_home() is None,
+                    reason="needs a CUDA build of torch and nvcc")
+def test_cuda_kernels_compile_without_a_gpu():
+    st = _extension.status()
+    assert st.with_cuda, st.cuda_error
+    assert st.module.with_cuda is True
+
+
+def test_binding_checks_its_tensors():
+    ext = _extension.load()
+    x = torch.randn(2, 3, 5)
+    with pytest.raises(RuntimeError, match="output has shape"):
+        ext.lrn_forward(x, torch.empty(2, 3, 4), 3, 1e-4, 0.75, 1.0)
+    with pytest.raises(RuntimeError, match="output has dtype"):
+        ext.lrn_forward(x, torch.empty(2, 3, 5, dtype=torch.float64), 3, 1e-4, 0.75, 1.0)
+    with pytest.raises(RuntimeError, match=r"must be an \(N, C, S\) view"):
+        ext.lrn_forward(x.view(2, 3, 5, 1), torch.empty(2, 3, 5, 1), 3, 1e-4, 0.75, 1.0)
+    with pytest.raises(RuntimeError, match="dtype must be floating point"):
+        ext.lrn_forward(x.long(), torch.empty(2, 3, 5).long(), 3, 1e-4, 0.75, 1.0)
+    with pytest.raises(RuntimeError, match="size must be in"):
+        ext.lrn_forward(x, torch.empty_like(x), 0, 1e-4, 0.75, 1.0)
+
+
+def test_failed_build_is_reported(tmp_path, monkeypatch, capsys):
+    """A compiler error leaves the backend out of backends() and `info` prints the compiler's message."""
+    broken = tmp_path / "csrc"
+    shutil.copytree(_extension.CSRC, broken)
+    (broken / "bindings.cpp").write_text('#error "deliberately broken for a test"\n')
+    monkeypatch.setattr(_extension, "CSRC", broken)
+    monkeypatch.setattr(_extension, "_status", None)
+    monkeypatch.setenv("FASTALEX_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("FASTALEX_NO_CUDA", "1")
+    st = _extension.status()
+    assert st.module is None
+    assert "deliberately broken for a test" in st.cpu_error
+    assert "FASTALEX_NO_CUDA" in st.cuda_error
+    assert "cpu" not in _backends.backends()
+    with pytest.raises(RuntimeError, match="C\\+\\+ extension is unavailable"):
+        _extension.load()
+    assert cli.main(["info"]) == 1
+    out = capsys.readouterr().out
+    assert "backend cpu     unavailable: the C++ build failed" in out
+    assert "deliberately broken for a test" in out
+
+
+def test_info_command():
+    out = subprocess.run([sys.executable, "-m", "fastalex", "info"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for line in ("extension CPU kernels: built", "backend cpu     available", "backend torch   available"):
+        assert line in out.stdout
+    assert "extension CUDA kernels:" in out.stdout
+    assert "available: " in out.stdout
+
+
+def test_bench_command_cpu(tmp_path):
+    """The main job runs on a CPU-only machine, says so, and writes its figures."""
+    if torch.cuda.is_available():
+        pytest.skip("covered by benchmarks/gpu_check.sh on a GPU")
+    path = tmp_path / "bench.json"
+    out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--json", str(path), "--quick"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No GPU in use" in out.stdout
+    import json
+
+    data = json.loads(path.read_text())
+    assert data["rows"] and all(r["ms"] > 0 and r["torch_ms"] > 0 for r in data["rows"])
+    assert {r["op"] for r in data["rows"]} == {"lrn_fwd", "lrn_fwd+bwd"}
