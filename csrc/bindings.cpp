@@ -39,6 +39,11 @@ LRNArgs lrn_args(const at::Tensor& x, int64_t size, double alpha, double beta, d
 }
 
 #ifdef FASTALEX_WITH_CUDA
+// The CUDA launchers put samples on grid.y.
+void check_cuda_batch(const at::Tensor& x, const char* op) {
+  TORCH_CHECK(x.size(0) <= 65535, op, ": the cuda backend takes at most 65535 samples per call, got ", x.size(0));
+}
+
 DType cuda_dtype(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat: return DType::Float32;
@@ -60,6 +65,7 @@ void lrn_forward(const at::Tensor& x, at::Tensor y, int64_t size, double alpha, 
   if (x.numel() == 0) return;
   if (x.is_cuda()) {
 #ifdef FASTALEX_WITH_CUDA
+    check_cuda_batch(x, "local_response_norm");
     const c10::cuda::CUDAGuard guard(x.device());
     check_cuda(cuda::lrn_forward(cuda_dtype(x), x.data_ptr(), strides3(x), y.data_ptr(), strides3(y), a,
                                  c10::cuda::getCurrentCUDAStream(x.get_device()).stream()),
@@ -82,6 +88,7 @@ void lrn_backward(const at::Tensor& x, const at::Tensor& grad_y, at::Tensor grad
   if (x.numel() == 0) return;
   if (x.is_cuda()) {
 #ifdef FASTALEX_WITH_CUDA
+    check_cuda_batch(x, "local_response_norm_backward");
     const c10::cuda::CUDAGuard guard(x.device());
     check_cuda(cuda::lrn_backward(cuda_dtype(x), x.data_ptr(), strides3(x), grad_y.data_ptr(), strides3(grad_y),
                                   grad_x.data_ptr(), strides3(grad_x), a,
