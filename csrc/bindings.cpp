@@ -34,7 +34,7 @@ void check_views(const char* op, std::initializer_list<std::pair<const char*, co
 }
 
 LRNArgs lrn_args(const at::Tensor& x, int64_t size, double alpha, double beta, double k) {
-  TORCH_CHECK(size >= 1 && size <= (1 << 20), "local_response_norm: size must be in [1, 2^20], got ", size);
+  TORCH_CHECK(size >= 1 && size <= INT32_MAX, "local_response_norm: size must be in [1, 2^31), got ", size);
   return {x.size(0), x.size(1), x.size(2), static_cast<int>(size), alpha, beta, k};
 }
 

@@ -17,7 +17,7 @@ import contextvars
 import functools
 import os
 import warnings
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -125,16 +125,20 @@ def _device_error(name: str, device: torch.device) -> str | None:
     return None
 
 
-def resolve(op: str, device: torch.device | str) -> str:
-    """The backend that runs operator `op` on tensors on `device`."""
+def resolve(op: str, device: torch.device | str, limits: Callable[[str], str | None] | None = None) -> str:
+    """The backend that runs operator `op` on tensors on `device`.
+
+    limits(name) says why backend `name` cannot take this particular call (a dtype, a size), or
+    None. A backend chosen by name that cannot take the call raises; the default order skips it.
+    """
     device = torch.device(device)
     chosen = current()
     if chosen is not None:
         why = unavailable_reason(chosen)
         if why is not None:
             raise BackendError(f"{op}: backend {chosen!r} is not available: {why}")
-        why = _device_error(chosen, device)
-        if why is not None:
+        why = _device_error(chosen, device) or (limits and limits(chosen))
+        if why:
             raise BackendError(f"{op}: {why}")
         return chosen
     order = _DEFAULT_ORDER.get(device.type)
@@ -142,20 +146,17 @@ def resolve(op: str, device: torch.device | str) -> str:
         raise BackendError(f"{op}: fastalex has no kernels for device type {device.type!r}")
     skipped = []
     for name in order:
-        why = unavailable_reason(name) or _device_error(name, device)
-        if why is None:
-            if skipped and (op, name) not in _warned:
-                _warned.add((op, name))
-                warnings.warn(f"fastalex: {op} on {device.type} runs on backend {name!r} because "
-                              + "; ".join(skipped), RuntimeWarning, stacklevel=3)
-            return name
-        skipped.append(f"{name!r} is not available ({why.splitlines()[0]})")
-    raise BackendError(f"{op}: no backend can take a tensor on {device}: " + "; ".join(skipped))
-
-
-@torch.compiler.assume_constant_result
-def resolve_constant(op: str, device_type: str) -> str:
-    """resolve() as torch.compile sees it: evaluated once while tracing, its answer baked into the
-    graph (backend selection reads locks, context variables and the environment, which dynamo cannot
-    trace). A function compiled under one backend keeps it; torch.compiler.reset() forgets it."""
-    return resolve(op, device_type)
+        why = unavailable_reason(name)
+        if why is not None:
+            skipped.append(f"{name!r} is not available ({why.splitlines()[0]})")
+            continue
+        why = _device_error(name, device) or (limits and limits(name))
+        if why:
+            skipped.append(why)
+            continue
+        if skipped and (op, name) not in _warned:
+            _warned.add((op, name))
+            warnings.warn(f"fastalex: {op} on {device.type} runs on backend {name!r} because "
+                          + "; ".join(skipped), RuntimeWarning, stacklevel=3)
+        return name
+    raise BackendError(f"{op}: no backend can take this call on {device}: " + "; ".join(skipped))

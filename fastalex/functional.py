@@ -1,6 +1,7 @@
 """Public functions: argument checks, then dispatch to a backend (fastalex/_backends.py)."""
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -16,6 +17,9 @@ _DTYPES = {
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
     "cpu": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
 }
+# Largest LRN window per backend: the Triton tiles are sized to the window and unrolled over it; the
+# CUDA tiles stage 3 x size rows in 48 KB of shared memory. The cpu backend takes any size.
+LRN_MAX_SIZE = {"triton": 64, "cuda": 512}
 
 
 def _check_tensor(op: str, name: str, t, min_dim: int) -> None:
@@ -44,15 +48,27 @@ def _check_finite(op: str, name: str, v) -> float:
     return float(v)
 
 
-def _resolve(op: str, t: torch.Tensor) -> str:
-    if torch.compiler.is_compiling():
-        name = _backends.resolve_constant(op, t.device.type)
-    else:
-        name = _backends.resolve(op, t.device)
-    if name != "torch" and t.dtype not in _DTYPES[name]:
-        allowed = ", ".join(str(d).replace("torch.", "") for d in _DTYPES[name])
-        raise TypeError(f"{op}: backend {name!r} takes {allowed} tensors, got input of dtype {t.dtype}")
-    return name
+def _dtype_limit(backend: str, dtype: torch.dtype) -> str | None:
+    if backend != "torch" and dtype not in _DTYPES[backend]:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in _DTYPES[backend])
+        return f"backend {backend!r} takes {allowed} tensors, got input of dtype {dtype}"
+    return None
+
+
+def _lrn_limits(backend: str, dtype: torch.dtype, size: int) -> str | None:
+    cap = LRN_MAX_SIZE.get(backend)
+    if cap is not None and size > cap:
+        return f"backend {backend!r} takes size <= {cap}, got size={size}"
+    return _dtype_limit(backend, dtype)
+
+
+@torch.compiler.assume_constant_result
+def _lrn_backend_traced(device_type: str, dtype: torch.dtype, size: int) -> str:
+    # Backend selection reads locks, context variables and the environment, which dynamo cannot
+    # trace: under torch.compile it runs once while tracing and its answer is baked into the graph.
+    # A function compiled under one backend keeps it; torch.compiler.reset() forgets it.
+    return _backends.resolve("local_response_norm", device_type,
+                             functools.partial(_lrn_limits, dtype=dtype, size=size))
 
 
 def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -71,7 +87,10 @@ def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, bet
     alpha = _check_finite(op, "alpha", alpha)
     beta = _check_finite(op, "beta", beta)
     k = _check_finite(op, "k", k)
-    backend = _resolve(op, input)
+    if torch.compiler.is_compiling():
+        backend = _lrn_backend_traced(input.device.type, input.dtype, size)
+    else:
+        backend = _backends.resolve(op, input.device, functools.partial(_lrn_limits, dtype=input.dtype, size=size))
     if backend == "torch":
         if input.numel() == 0:  # torch's view(..., -1) cannot infer a size from zero elements
             return input * 0

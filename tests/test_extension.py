@@ -41,6 +41,8 @@ def test_binding_checks_its_tensors():
         ext.lrn_forward(x.long(), torch.empty(2, 3, 5).long(), 3, 1e-4, 0.75, 1.0)
     with pytest.raises(RuntimeError, match="size must be in"):
         ext.lrn_forward(x, torch.empty_like(x), 0, 1e-4, 0.75, 1.0)
+    with pytest.raises(RuntimeError, match="size must be in"):
+        ext.lrn_forward(x, torch.empty_like(x), 2**31, 1e-4, 0.75, 1.0)
 
 
 def test_failed_build_is_reported(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,8 @@
 """LRN parity with torch.nn.functional.local_response_norm on every backend available here."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,26 +141,73 @@ def _twice_rounded(ref64, dtype):
     return (ref64 + torch.sign(ref64) * one_ulp).to(dtype)
 
 
+def _special_inputs():
+    x, grad = _make((1, 37, 2, 3), torch.float32, "contiguous", seed=13)
+    x[0, 2, 0, 0] = float("inf")
+    x[0, 20, 1, 1] = float("nan")
+    x[0, 30, 0, 1] = -float("inf")
+    grad[0, 12, 0, 2] = float("inf")
+    return x, grad
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_special_values(backend):
-    # inf and NaN stay where torch puts them; an inf must not poison windows it has left.
-    x, grad = _make((1, 12, 2, 3), torch.float32, "contiguous", seed=13)
-    x[0, 2, 0, 0] = float("inf")
-    x[0, 8, 1, 1] = float("nan")
-    with fastalex.backend(backend):
-        y = fa.local_response_norm(x, 3, 1.0, 0.75, 1.0)
-    y_ref = F.local_response_norm(x, 3, 1.0, 0.75, 1.0)
+    # inf and NaN land where torch puts them, forward and backward: an inf must not poison windows
+    # it has left, nor (through 0 * inf) rows it never reached.
+    x, grad = _special_inputs()
+    y, dx = _run(backend, x, grad, 5, 1.0, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
     assert_close(y, y_ref, what="forward with inf/nan")
+    assert_close(dx, dx_ref, what="grad_input with inf/nan")
 
 
-@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-def test_empty(backend):
-    x = torch.randn(0, 4, 3, 3, requires_grad=True)
+def test_special_values_every_triton_config():
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("needs the Triton interpreter")
+    x, grad = _special_inputs()
+    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
+    x3, g3 = x.view(1, 37, -1), grad.view(1, 37, -1)
+    for cfg in _distinct_strategies(lrn_kernels.forward_candidates(5, False)):
+        y = torch.full_like(x, 7.0)
+        lrn_kernels.lrn_forward(x3, y.view(1, 37, -1), 5, 1.0, 0.75, 2.0, config=cfg)
+        assert_close(y, y_ref, what=f"forward {cfg}")
+    for cfg in _distinct_strategies(lrn_kernels.backward_candidates(5, False)):
+        dx = torch.full_like(x, 7.0)
+        lrn_kernels.lrn_backward(x3, g3, dx.view(1, 37, -1), 5, 1.0, 0.75, 2.0, config=cfg)
+        assert_close(dx, dx_ref, what=f"backward {cfg}")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS + ["torch"])
+@pytest.mark.parametrize("shape", [(0, 4, 3, 3), (2, 0, 3, 3), (2, 4, 0, 3), (2, 4, 0)])
+def test_empty(backend, shape):
+    x = torch.randn(shape, requires_grad=True)
     with fastalex.backend(backend):
         y = fa.local_response_norm(x, 3)
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_double_backward_is_refused(backend):
+    """The backward kernels have no derivative of their own: asking for one raises, never a wrong value."""
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    with fastalex.backend(backend):
+        y = fa.local_response_norm(x, 3)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="autograd"):
+        torch.autograd.grad(g.sum(), x)
+
+
+def test_triton_launcher_limits():
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("needs the Triton interpreter")
+    many = torch.empty(1, 1, 1).expand(70000, 1, 1)
+    with pytest.raises(ValueError, match="at most 65535 samples"):
+        lrn_kernels.lrn_forward(many, torch.empty(70000, 1, 1), 3, 1e-4, 0.75, 1.0)
+    wide = torch.empty_strided((1, 2, 2), (0, 2**31, 1), device="meta")  # the check never touches data
+    with pytest.raises(ValueError, match="fewer than 2\\^31 per sample"):
+        lrn_kernels.lrn_forward(wide, torch.empty(1, 2, 2, device="meta"), 3, 1e-4, 0.75, 1.0)
 
 
 def _distinct_strategies(candidates):
@@ -180,7 +229,7 @@ def _fits(run, cfg):
     return True
 
 
-@pytest.mark.parametrize("size", [1, 2, 5, 8, 9])
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 9, 64])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_triton_configs(size, channels_last):
     """Every forward and backward strategy the tuner may pick computes the same thing."""
@@ -283,8 +332,54 @@ def test_rejects_non_number_params(name):
 def test_rejects_triton_float64():
     if "triton" not in fastalex.backends():
         pytest.skip("triton unavailable")
-    with fastalex.backend("triton"), pytest.raises(TypeError, match="backend 'triton' takes float32"):
+    with fastalex.backend("triton"), pytest.raises(fastalex.BackendError, match="backend 'triton' takes float32"):
         fa.local_response_norm(torch.randn(2, 3, 4, 4, dtype=torch.float64), 3)
+
+
+@pytest.mark.parametrize("backend", sorted(fa.LRN_MAX_SIZE))
+def test_size_beyond_a_backends_limit(backend, monkeypatch):
+    """Named: a clear error. By default: the next backend in the order runs, with a warning."""
+    from fastalex import _backends
+
+    monkeypatch.setattr(_backends, "unavailable_reason", lambda name: None)  # pretend every backend exists
+    monkeypatch.setattr(_backends, "_warned", set())
+    cap = fa.LRN_MAX_SIZE[backend]
+
+    def limits(name):
+        return fa._lrn_limits(name, torch.float32, cap + 1)
+
+    with fastalex.backend(backend), pytest.raises(fastalex.BackendError,
+                                                  match=f"backend '{backend}' takes size <= {cap}, got size={cap + 1}"):
+        _backends.resolve("local_response_norm", "cuda", limits)
+    expected = {"triton": "cuda", "cuda": "torch"}[backend]
+    with pytest.warns(RuntimeWarning, match=f"takes size <= {cap}"):
+        assert _backends.resolve("local_response_norm", "cuda", limits) == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # at the cuda cap, triton is skipped with a warning
+        at_cap = _backends.resolve("local_response_norm", "cuda", lambda name: fa._lrn_limits(name, torch.float32, cap))
+    assert at_cap == backend
+
+
+def test_default_skips_a_backend_without_the_dtype(monkeypatch):
+    """float64 on a GPU: triton has no float64, so the default goes on to the cuda backend."""
+    from fastalex import _backends
+
+    monkeypatch.setattr(_backends, "unavailable_reason", lambda name: None)
+    monkeypatch.setattr(_backends, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="backend 'triton' takes float32, float16, bfloat16 tensors"):
+        got = _backends.resolve("local_response_norm", "cuda",
+                                lambda name: fa._lrn_limits(name, torch.float64, 5))
+    assert got == "cuda"
+
+
+def test_large_size_on_cpu():
+    if "cpu" not in fastalex.backends():
+        pytest.skip("cpu backend unavailable")
+    x, grad = _make((2, 5, 3, 3), torch.float64, "contiguous", seed=31)
+    y, dx = _run("cpu", x, grad, 1000, 1.0, 0.75, 2.0)
+    y_ref, dx_ref = _reference(x, grad, 1000, 1.0, 0.75, 2.0)
+    assert_close(y, y_ref, what="forward")
+    assert_close(dx, dx_ref, what="grad_input")
 
 
 @pytest.mark.gpu

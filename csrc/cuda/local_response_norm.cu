@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(THREADS) lrn_forward_kernel(
     Strides3 sy, int64_t C, int64_t S, int size, typename Acc<T>::type aos, typename Acc<T>::type beta,
     typename Acc<T>::type k, BetaKind kind, int ts) {
   using acc_t = typename Acc<T>::type;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(8) unsigned char smem_raw[];  // fp64 tiles too
   acc_t* xs = reinterpret_cast<acc_t*>(smem_raw);  // [CC + size - 1][ts]
   const int64_t n = blockIdx.y, s0 = int64_t(blockIdx.x) * ts;
   const int lo = lrn_lo(size);
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(THREADS) lrn_backward_kernel(
     Strides3 sd, int64_t C, int64_t S, int size, typename Acc<T>::type aos, typename Acc<T>::type beta,
     typename Acc<T>::type k, BetaKind kind, int ts) {
   using acc_t = typename Acc<T>::type;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(8) unsigned char smem_raw[];  // fp64 tiles too
   const int lo = lrn_lo(size), hi = lrn_hi(size);
   const int x_rows = CC + 2 * (size - 1), t_rows = CC + size - 1;
   acc_t* xs = reinterpret_cast<acc_t*>(smem_raw);  // [x_rows][ts]: channels c0 - (size - 1) ...

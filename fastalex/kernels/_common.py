@@ -25,6 +25,8 @@ def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg
     """
     if key in _TUNED:
         return _TUNED[key]  # type: ignore[return-value]
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return candidates[0]  # no timing inside a CUDA graph capture; warm up before capturing to tune
     if interpreting() or os.environ.get("FASTALEX_TUNE", "1") == "0" or len(candidates) == 1:
         best = candidates[0]
     else:

@@ -44,6 +44,24 @@ def _pow_neg(s, beta):
 
 
 @triton.jit
+def _band_sum(band, v, DOT_PRECISION: tl.constexpr):
+    # band @ v for a 0/1 matrix `band`, with the sums' IEEE meaning for non-finite entries: a plain
+    # dot would spread them through 0 * inf = NaN to rows whose band never touches them. Finite
+    # entries go through the tensor cores; if the tile holds inf or NaN, 0/1 counts of each kind
+    # (exact in any precision) put them back where they belong.
+    finite = (v - v) == 0.0  # false for inf and NaN
+    out = tl.dot(band, tl.where(finite, v, 0.0), input_precision=DOT_PRECISION)
+    if tl.max(tl.where(finite, 0, 1)) > 0:
+        n_nan = tl.dot(band, (v != v).to(tl.float32), input_precision=DOT_PRECISION)
+        n_pos = tl.dot(band, (v == float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
+        n_neg = tl.dot(band, (v == -float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
+        out = tl.where(n_pos > 0, float("inf"), out)
+        out = tl.where(n_neg > 0, -float("inf"), out)
+        out = tl.where((n_nan > 0) | ((n_pos > 0) & (n_neg > 0)), float("nan"), out)
+    return out
+
+
+@triton.jit
 def _lrn_forward_kernel(
     x_ptr,  # (N, C, S) input, any strides
     y_ptr,  # (N, C, S) output, any strides
@@ -71,7 +89,7 @@ def _lrn_forward_kernel(
         band = ((rows[None, :] - rows[:, None] >= 0) & (rows[None, :] - rows[:, None] < SIZE)).to(tl.float32)
         for c0 in range(0, C, OUT_ROWS):
             x_in = _load_rows(x_base, c0 - LO + rows, C, stride_xc, mask_s)
-            window = tl.dot(band, x_in * x_in, input_precision=DOT_PRECISION)
+            window = _band_sum(band, x_in * x_in, DOT_PRECISION)
             c = c0 + rows
             x_c = _load_rows(x_base, c, C, stride_xc, mask_s)  # L1 hit: same rows as x_in, shifted
             y = x_c * _pow_neg(k + alpha_over_size * window, beta)
@@ -139,8 +157,8 @@ def _lrn_backward_kernel(
         # Padding rows must be exact zeros (k = 0 would make 0 * inf there).
         t = tl.where(valid, g_t * x_t * scale_pow / scale, 0.0)
         g_scaled = tl.where(valid, g_t * scale_pow, 0.0)
-        window_t = tl.dot(band, t, input_precision=DOT_PRECISION)
-        g_scaled_out = tl.dot(shift, g_scaled, input_precision=DOT_PRECISION)
+        window_t = _band_sum(band, t, DOT_PRECISION)
+        g_scaled_out = _band_sum(shift, g_scaled, DOT_PRECISION)
         c = c0 + rows
         x_c = _load_rows(x_base, c, C, stride_xc, mask_s)
         dx = g_scaled_out - (2.0 * alpha_over_size * beta) * x_c * window_t
@@ -432,12 +450,10 @@ def backward_candidates(size: int, channels_last: bool) -> list[Config]:
     return out + (_sequential_candidates(size) if channels_last else [])
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    # 0/1 matrices are exact in tf32; the data needs 3xTF32 to keep fp32 accuracy. The interpreter
-    # computes dots in plain fp32.
-    if _common.interpreting():
-        return "ieee"
-    return "tf32x3" if dtype == torch.float32 else "tf32"
+def _dot_precision() -> str:
+    # 0/1 matrices are exact in tf32; the data (fp32 after loading, whatever the input dtype) needs
+    # 3xTF32 to keep fp32 accuracy. The interpreter computes dots in plain fp32.
+    return "ieee" if _common.interpreting() else "tf32x3"
 
 
 def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
@@ -450,7 +466,7 @@ def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
     else:
         _lrn_forward_kernel[grid](
             *common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.strategy == "dot",
-            DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps)
+            DOT_PRECISION=_dot_precision(), num_warps=cfg.num_warps)
 
 
 def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
@@ -462,7 +478,7 @@ def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
                                        num_warps=cfg.num_warps)
     else:
         _lrn_backward_kernel[grid](*common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
-                                   DOT_PRECISION=_dot_precision(x.dtype), num_warps=cfg.num_warps)
+                                   DOT_PRECISION=_dot_precision(), num_warps=cfg.num_warps)
 
 
 def _check_offsets(*views: torch.Tensor) -> None:

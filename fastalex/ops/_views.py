@@ -1,6 +1,8 @@
 """Strided (N, C, S) views: how the ops hand tensors to kernels without copying."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -11,7 +13,7 @@ def channel_view(t: torch.Tensor) -> torch.Tensor | None:
     pair does not.
     """
     try:
-        return t.view(t.shape[0], t.shape[1], -1) if t.numel() else t.reshape(t.shape[0], t.shape[1], -1)
+        return t.view(t.shape[0], t.shape[1], math.prod(t.shape[2:]))
     except RuntimeError:
         return None
 
@@ -19,7 +21,7 @@ def channel_view(t: torch.Tensor) -> torch.Tensor | None:
 def channel_view_or_copy(t: torch.Tensor) -> torch.Tensor:
     """channel_view(t), or an (N, C, S) view of a contiguous copy for the rare layouts that need one."""
     v = channel_view(t)
-    return v if v is not None else t.contiguous().view(t.shape[0], t.shape[1], -1)
+    return v if v is not None else t.contiguous().view(t.shape[0], t.shape[1], math.prod(t.shape[2:]))
 
 
 def run_into(out: torch.Tensor, write) -> torch.Tensor:
@@ -29,6 +31,6 @@ def run_into(out: torch.Tensor, write) -> torch.Tensor:
         write(v)
         return out
     buf = torch.empty(out.shape, dtype=out.dtype, device=out.device)
-    write(buf.view(out.shape[0], out.shape[1], -1))
+    write(buf.view(out.shape[0], out.shape[1], math.prod(out.shape[2:])))
     out.copy_(buf)
     return out
