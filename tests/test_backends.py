@@ -134,3 +134,21 @@ def test_torch_compile_fullgraph():
     f(x).sum().backward()
     torch.testing.assert_close(y, f(x))
     torch.testing.assert_close(grad, x.grad)
+
+
+def test_torch_compile_inductor_channels_last():
+    """Inductor lays out buffers from the fake implementation: its strides must be the real ones."""
+    def f(x):
+        return fa.local_response_norm(x * 2, 3, 1.0, 0.75, 2.0) + 1
+
+    x = torch.randn(2, 6, 4, 5).to(memory_format=torch.channels_last).requires_grad_()
+    torch.compiler.reset()
+    compiled = torch.compile(f, fullgraph=True)
+    y = compiled(x)
+    y.sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    y_ref = f(x)
+    y_ref.sum().backward()
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(grad, x.grad)
