@@ -11,24 +11,16 @@ import torch
 from fastalex.ops._views import channel_view_or_copy, run_into
 
 
-def _forward_kernel(backend: str):
+def _kernels(backend: str):
+    """(forward, backward) launchers of `backend`; both take (N, C, S) views and write their output."""
     if backend == "triton":
-        from fastalex.kernels.local_response_norm import lrn_forward
+        from fastalex.kernels import local_response_norm as triton_kernels
 
-        return lrn_forward
+        return triton_kernels.lrn_forward, triton_kernels.lrn_backward
     from fastalex import _extension
 
-    return _extension.load().lrn_forward
-
-
-def _backward_kernel(backend: str):
-    if backend == "triton":
-        from fastalex.kernels.local_response_norm import lrn_backward
-
-        return lrn_backward
-    from fastalex import _extension
-
-    return _extension.load().lrn_backward
+    ext = _extension.load()
+    return ext.lrn_forward, ext.lrn_backward
 
 
 @torch.library.custom_op("fastalex::local_response_norm", mutates_args=())
@@ -38,7 +30,7 @@ def local_response_norm(input: torch.Tensor, size: int, alpha: float, beta: floa
     if input.numel() == 0:
         return out
     x3 = channel_view_or_copy(input)
-    kernel = _forward_kernel(backend)
+    kernel = _kernels(backend)[0]
     return run_into(out, lambda y3: kernel(x3, y3, size, alpha, beta, k))
 
 
@@ -55,7 +47,7 @@ def local_response_norm_backward(grad_output: torch.Tensor, input: torch.Tensor,
         return grad_input
     x3 = channel_view_or_copy(input)
     g3 = channel_view_or_copy(grad_output)
-    kernel = _backward_kernel(backend)
+    kernel = _kernels(backend)[1]
     return run_into(grad_input, lambda d3: kernel(x3, g3, d3, size, alpha, beta, k))
 
 
