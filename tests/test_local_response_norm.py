@@ -71,25 +71,28 @@ def _reference(x, grad, size, alpha, beta, k):
     return y.detach(), x.grad
 
 
+def _check_parity(backend, x, grad, *args, what=""):
+    """Forward and input gradient of `backend` against torch in the same (fp32/fp64) dtype."""
+    y, dx = _run(backend, x, grad, *args)
+    y_ref, dx_ref = _reference(x, grad, *args)
+    assert_close(y, y_ref, what=f"forward {what}")
+    assert_close(dx, dx_ref, what=f"grad_input {what}")
+    return y, dx
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'x'.join(map(str, c[0]))}-n{c[1]}")
 def test_parity_fp32(backend, case):
     shape, size, alpha, beta, k = case
     x, grad = _make(shape, torch.float32, "contiguous", seed=hash(case) % 1000)
-    y, dx = _run(backend, x, grad, size, alpha, beta, k)
-    y_ref, dx_ref = _reference(x, grad, size, alpha, beta, k)
-    assert_close(y, y_ref, what="forward")
-    assert_close(dx, dx_ref, what="grad_input")
+    _check_parity(backend, x, grad, size, alpha, beta, k)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last", "strided", "transposed"])
 def test_layouts(backend, layout):
     x, grad = _make((2, 11, 5, 7), torch.float32, layout, seed=3)
-    y, dx = _run(backend, x, grad, 5, 1.0, 0.75, 2.0)
-    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
-    assert_close(y, y_ref, what="forward")
-    assert_close(dx, dx_ref, what="grad_input")
+    y, dx = _check_parity(backend, x, grad, 5, 1.0, 0.75, 2.0)
     if layout == "channels_last":  # output memory format follows the input's
         assert y.is_contiguous(memory_format=torch.channels_last)
         assert dx.is_contiguous(memory_format=torch.channels_last)
@@ -100,19 +103,14 @@ def test_channels_last_grad(backend):
     # grad_output in another layout than the input, as autograd may hand it over.
     x, grad = _make((2, 8, 4, 6), torch.float32, "channels_last", seed=5)
     grad = grad.contiguous()
-    y, dx = _run(backend, x, grad, 3, 1.0, 0.75, 1.0)
-    y_ref, dx_ref = _reference(x, grad, 3, 1.0, 0.75, 1.0)
-    assert_close(dx, dx_ref, what="grad_input")
+    _check_parity(backend, x, grad, 3, 1.0, 0.75, 1.0)
 
 
 def test_cpu_float64():
     if "cpu" not in fastalex.backends():
         pytest.skip("cpu backend unavailable")
     x, grad = _make((2, 7, 4, 5), torch.float64, "contiguous", seed=7)
-    y, dx = _run("cpu", x, grad, 5, 1.0, 0.75, 2.0)
-    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
-    assert_close(y, y_ref, what="forward")
-    assert_close(dx, dx_ref, what="grad_input")
+    _check_parity("cpu", x, grad, 5, 1.0, 0.75, 2.0)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -155,10 +153,7 @@ def test_special_values(backend):
     # inf and NaN land where torch puts them, forward and backward: an inf must not poison windows
     # it has left, nor (through 0 * inf) rows it never reached.
     x, grad = _special_inputs()
-    y, dx = _run(backend, x, grad, 5, 1.0, 0.75, 2.0)
-    y_ref, dx_ref = _reference(x, grad, 5, 1.0, 0.75, 2.0)
-    assert_close(y, y_ref, what="forward with inf/nan")
-    assert_close(dx, dx_ref, what="grad_input with inf/nan")
+    _check_parity(backend, x, grad, 5, 1.0, 0.75, 2.0)
 
 
 def test_special_values_every_triton_config():
@@ -376,10 +371,7 @@ def test_large_size_on_cpu():
     if "cpu" not in fastalex.backends():
         pytest.skip("cpu backend unavailable")
     x, grad = _make((2, 5, 3, 3), torch.float64, "contiguous", seed=31)
-    y, dx = _run("cpu", x, grad, 1000, 1.0, 0.75, 2.0)
-    y_ref, dx_ref = _reference(x, grad, 1000, 1.0, 0.75, 2.0)
-    assert_close(y, y_ref, what="forward")
-    assert_close(dx, dx_ref, what="grad_input")
+    _check_parity("cpu", x, grad, 1000, 1.0, 0.75, 2.0)
 
 
 @pytest.mark.gpu
@@ -447,7 +439,4 @@ def test_gpu_alexnet_shape(backend):
         pytest.skip(f"{backend} unavailable")
     x = torch.rand(8, 96, 55, 55, device="cuda") * 4
     grad = torch.randn_like(x)
-    y, dx = _run(backend, x, grad, 5, 1e-4, 0.75, 2.0)
-    y_ref, dx_ref = _reference(x, grad, 5, 1e-4, 0.75, 2.0)
-    assert_close(y, y_ref, what="forward")
-    assert_close(dx, dx_ref, what="grad_input")
+    _check_parity(backend, x, grad, 5, 1e-4, 0.75, 2.0)
