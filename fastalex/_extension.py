@@ -29,8 +29,8 @@ from types import ModuleType
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-_CPU_SOURCES = ["bindings.cpp", "cpu/local_response_norm.cpp"]
-_CUDA_SOURCES = ["cuda/local_response_norm.cu"]
+_CPU_SOURCES = ["bindings.cpp", "cpu/local_response_norm.cpp", "cpu/max_pool2d.cpp"]
+_CUDA_SOURCES = ["cuda/local_response_norm.cu", "cuda/max_pool2d.cu"]
 # -fopenmp: at::parallel_for is an inline OpenMP loop, serial without it. -fno-math-errno lets sqrt
 # vectorize. -march=native: the build runs on the machine that loads it (the cache key holds the
 # CPU's flags). torch adds the -std it needs (C++17 up to 2.12, C++20 after).
