@@ -45,11 +45,17 @@ def _bench(args) -> int:
         print("No GPU in use: measuring the CPU backends at small sizes (batch 16).")
     names = args.backends.split(",") if args.backends else [
         n for n in _backends.backends() if n != "torch" and (n in ("triton", "cuda")) == (device.type == "cuda")]
+    ops = args.ops.split(",") if args.ops else list(bench.OPS)
+    unknown = [op for op in ops if op not in bench.OPS]
+    if unknown:
+        print(f"fastalex bench: unknown op {', '.join(unknown)}; choose from {', '.join(bench.OPS)}", file=sys.stderr)
+        return 2
+    refs = ("torch", "torch.compile") if args.compare_compile else ("torch",)
     copy = bench.copy_bandwidth_gbps(device)
-    cases = bench.lrn_cases(device, quick=args.quick)
-    rows, torch_ms = [], {}
-    for case, name in tqdm([(c, n) for c in cases for n in names], desc="fastalex bench", file=sys.stderr):
-        rows.extend(bench.measure_lrn(case, name, device, copy, torch_ms))
+    work = [(c, n) for op in ops for c in bench.cases(op, device, quick=args.quick) for n in names]
+    rows, ref_ms = [], {}
+    for case, name in tqdm(work, desc="fastalex bench", file=sys.stderr):
+        rows.extend(bench.measure(case, name, device, copy, ref_ms, refs))
     table = bench.format_table(rows, copy, bench.device_name(device))
     if args.json:
         with open(args.json, "w") as f:
@@ -60,6 +66,8 @@ def _bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fastalex.bench import OPS
+
     parser = argparse.ArgumentParser(prog="fastalex", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="versions, the extension's build status and the available backends")
@@ -68,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--backends", help="comma-separated fastalex backends (default: all available for the device)")
     p.add_argument("--json", help="write every figure, the device and the versions to this file")
-    p.add_argument("--quick", action="store_true", help="one small case, to check that everything runs")
+    p.add_argument("--ops", help=f"comma-separated operators (default: all of {', '.join(OPS)})")
+    p.add_argument("--compare-compile", action="store_true", help="also time torch.compile of the torch code")
+    p.add_argument("--quick", action="store_true", help="one small case per operator, to check that everything runs")
     p.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     return args.func(args)

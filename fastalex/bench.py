@@ -1,7 +1,8 @@
 """Measurement helpers shared by `python -m fastalex bench` and the pytest-benchmark suites.
 
 Every figure is measured in the running process: the device's copy bandwidth, then each operator
-for a fastalex backend and for torch on the same inputs, so the ratios compare like with like.
+for a fastalex backend and for torch (eager, and compiled where asked) on the same inputs, so the
+ratios compare like with like. GB/s count the bytes an operator must move at least (Case.traffic).
 GPU times come from CUDA events (median of many launches after a warm-up), CPU times from
 perf_counter.
 """
@@ -71,57 +72,102 @@ def copy_bandwidth_gbps(device: torch.device) -> float:
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
+# The operators measured; each row compares one of them on a fastalex backend with a reference.
+OPS = ("lrn", "max_pool", "relu_lrn_max_pool")
+# AlexNet's settings: LRN (torch's arguments: the paper's k=2, n=5, alpha 1e-4 on the raw sum is 5e-4
+# here) and the overlapping 3x3/2 max-pool.
+LRN_ARGS = (5, 5e-4, 0.75, 2.0)
+POOL_ARGS = (3, 2)
+
+
 @dataclasses.dataclass
-class LRNCase:
+class Case:
+    op: str  # one of OPS
     batch: int
     channels: int
     hw: int
     dtype: torch.dtype
     channels_last: bool = False
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
 
     @property
     def name(self) -> str:
-        dt = str(self.dtype).replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16")
-        dt = dt.replace("float16", "fp16")
+        dt = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
         return f"{self.batch}x{self.channels}x{self.hw}x{self.hw} {dt}{' cl' if self.channels_last else ''}"
 
+    @property
+    def pooled(self) -> bool:
+        return self.op != "lrn"
+
     def make(self, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, gradient of the output), in the case's dtype and layout."""
         g = torch.Generator(device=device).manual_seed(seed)
         shape = (self.batch, self.channels, self.hw, self.hw)
-        # Post-ReLU-like magnitudes, never all zeros (zeros hide unwritten outputs and run faster).
-        x = torch.rand(shape, generator=g, device=device, dtype=torch.float32).mul_(4).to(self.dtype)
-        grad = torch.randn(shape, generator=g, device=device, dtype=torch.float32).to(self.dtype)
+        if self.op == "relu_lrn_max_pool":  # a convolution's output: half of it below zero
+            x = torch.randn(shape, generator=g, device=device, dtype=torch.float32)
+        else:  # post-ReLU-like magnitudes, never all zeros (zeros hide unwritten outputs and run faster)
+            x = torch.rand(shape, generator=g, device=device, dtype=torch.float32).mul_(4)
+        out_hw = (self.hw - POOL_ARGS[0]) // POOL_ARGS[1] + 1 if self.pooled else self.hw
+        grad = torch.randn((self.batch, self.channels, out_hw, out_hw), generator=g, device=device,
+                           dtype=torch.float32)
+        x, grad = x.to(self.dtype), grad.to(self.dtype)
         if self.channels_last:
             x, grad = x.to(memory_format=torch.channels_last), grad.to(memory_format=torch.channels_last)
         return x, grad
 
+    def traffic(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[int, int]:
+        """Bytes the forward and the forward+backward must move at least: read the input, write the
+        output; then read the output's gradient and write the input's (the LRN backward also reads x)."""
+        nx, ny = x.numel() * x.element_size(), grad.numel() * grad.element_size()
+        fwd = nx + ny
+        return fwd, fwd + ny + nx + (nx if self.op != "max_pool" else 0)
 
-def lrn_cases(device: torch.device, quick: bool = False) -> list[LRNCase]:
-    """AlexNet's LRN inputs: batch 128 on a GPU, batch 16 on the CPU; quick: one small case."""
+
+def cases(op: str, device: torch.device, quick: bool = False) -> list[Case]:
+    """AlexNet's inputs to `op`: batch 128 on a GPU, batch 16 on the CPU; quick: one small case."""
     if quick:
-        return [LRNCase(2, 96, 27, torch.float32)]
-    if device.type == "cuda":
-        return [LRNCase(128, 96, 55, torch.float32), LRNCase(128, 256, 27, torch.float32),
-                LRNCase(128, 96, 55, torch.bfloat16), LRNCase(128, 256, 27, torch.bfloat16),
-                LRNCase(128, 96, 55, torch.float32, channels_last=True),
-                LRNCase(128, 96, 55, torch.bfloat16, channels_last=True)]
-    return [LRNCase(16, 96, 55, torch.float32), LRNCase(16, 256, 27, torch.float32)]
+        return [Case(op, 2, 96, 27, torch.float32)]
+    if device.type != "cuda":
+        return [Case(op, 16, 96, 55, torch.float32), Case(op, 16, 256, 27, torch.float32)]
+    if op == "max_pool":
+        shapes = [(96, 55), (256, 27), (256, 13)]
+        return ([Case(op, 128, c, hw, dt) for dt in (torch.float32, torch.bfloat16) for c, hw in shapes]
+                + [Case(op, 128, 96, 55, dt, channels_last=True) for dt in (torch.float32, torch.bfloat16)])
+    return ([Case(op, 128, c, hw, dt) for dt in (torch.float32, torch.bfloat16) for c, hw in ((96, 55), (256, 27))]
+            + [Case(op, 128, 96, 55, dt, channels_last=True) for dt in (torch.float32, torch.bfloat16)])
 
 
-def lrn_fns(case: LRNCase, backend: str, x: torch.Tensor, grad: torch.Tensor):
-    """(forward, forward+backward) closures for one backend ("torch" is torch.nn.functional)."""
-    args = (case.size, case.alpha, case.beta, case.k)
+def _torch_op(op: str):
+    if op == "lrn":
+        return lambda t: F.local_response_norm(t, *LRN_ARGS)
+    if op == "max_pool":
+        return lambda t: F.max_pool2d(t, *POOL_ARGS)
+    return lambda t: F.max_pool2d(F.local_response_norm(F.relu(t), *LRN_ARGS), *POOL_ARGS)
 
-    def call(inp):
-        if backend == "torch":
-            return F.local_response_norm(inp, *args)
+
+def _fastalex_op(op: str, backend: str):
+    fn = {"lrn": lambda t: fa.local_response_norm(t, *LRN_ARGS),
+          "max_pool": lambda t: fa.max_pool2d(t, *POOL_ARGS),
+          "relu_lrn_max_pool": lambda t: fa.relu_lrn_max_pool2d(t, *LRN_ARGS, *POOL_ARGS)}[op]
+
+    def call(t):
         with fastalex.backend(backend):
-            return fa.local_response_norm(inp, *args)
+            return fn(t)
 
+    return call
+
+
+_COMPILED: dict = {}
+
+
+def fns(case: Case, backend: str, x: torch.Tensor, grad: torch.Tensor):
+    """(forward, forward+backward) closures for a fastalex backend, "torch" (eager torch.nn.functional)
+    or "torch.compile" (the same torch code compiled by inductor, once per op)."""
+    if backend == "torch":
+        call = _torch_op(case.op)
+    elif backend == "torch.compile":
+        call = _COMPILED.setdefault(case.op, torch.compile(_torch_op(case.op)))
+    else:
+        call = _fastalex_op(case.op, backend)
     xg = x.detach().clone().requires_grad_(True)
 
     def forward():
@@ -137,13 +183,14 @@ def lrn_fns(case: LRNCase, backend: str, x: torch.Tensor, grad: torch.Tensor):
 
 @dataclasses.dataclass
 class Row:
-    op: str
+    op: str  # "<operator>_fwd" or "<operator>_fwd+bwd"
     case: str
     backend: str
     ms: float
-    torch_ms: float
+    ref_ms: float
     bytes: int
     copy_gbps: float
+    ref: str = "torch"  # what ref_ms timed: "torch" (eager) or "torch.compile"
 
     @property
     def gbps(self) -> float:
@@ -155,7 +202,7 @@ class Row:
 
     @property
     def speedup(self) -> float:
-        return self.torch_ms / self.ms
+        return self.ref_ms / self.ms
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -163,32 +210,34 @@ class Row:
         return d
 
 
-def measure_lrn(case: LRNCase, backend: str, device: torch.device, copy_gbps: float,
-                torch_ms: dict | None = None) -> list[Row]:
-    """Forward and forward+backward rows for `backend` against torch on the same inputs.
-
-    torch_ms caches torch's timings by (case, op) so several backends share one measurement.
-    """
+def measure(case: Case, backend: str, device: torch.device, copy_gbps: float, ref_ms: dict | None = None,
+            refs: tuple[str, ...] = ("torch",), kinds: tuple[str, ...] = ("fwd", "fwd+bwd")) -> list[Row]:
+    """Rows for `backend` against each reference in `refs` (eager torch, "torch.compile") on the same
+    inputs, for each of `kinds` ("fwd", "fwd+bwd"). ref_ms caches the references' timings by
+    (case, op, kind, ref), so several backends share one measurement."""
     x, grad = case.make(device)
-    elem = x.element_size() * x.numel()
-    torch_ms = {} if torch_ms is None else torch_ms
+    nbytes = dict(zip(("fwd", "fwd+bwd"), case.traffic(x, grad)))
+    ref_ms = {} if ref_ms is None else ref_ms
+    ours = dict(zip(("fwd", "fwd+bwd"), fns(case, backend, x, grad)))
+    ours_ms = {kind: time_ms(ours[kind], device) for kind in kinds}
     rows = []
-    fwd, fwdbwd = lrn_fns(case, backend, x, grad)
-    ref_fwd, ref_fwdbwd = lrn_fns(case, "torch", x, grad)
-    for op, fn, ref, nbytes in (("lrn_fwd", fwd, ref_fwd, 2 * elem), ("lrn_fwd+bwd", fwdbwd, ref_fwdbwd, 5 * elem)):
-        key = (case.name, op)
-        if key not in torch_ms:
-            torch_ms[key] = time_ms(ref, device)
-        rows.append(Row(op, case.name, backend, time_ms(fn, device), torch_ms[key], nbytes, copy_gbps))
+    for ref in refs:
+        theirs = dict(zip(("fwd", "fwd+bwd"), fns(case, ref, x, grad)))
+        for kind in kinds:
+            key = (case.name, case.op, kind, ref)
+            if key not in ref_ms:
+                ref_ms[key] = time_ms(theirs[kind], device)
+            rows.append(Row(f"{case.op}_{kind}", case.name, backend, ours_ms[kind], ref_ms[key], nbytes[kind],
+                            copy_gbps, ref))
     return rows
 
 
 def format_table(rows: list[Row], copy_gbps: float, device_name: str) -> str:
     head = f"device: {device_name}; copy bandwidth {copy_gbps:.0f} GB/s (read+write), measured in this run"
-    lines = [head, f"{'op':<12} {'case':<24} {'backend':<8} {'ms':>9} {'torch ms':>9} {'speedup':>8} "
+    lines = [head, f"{'op':<26} {'case':<24} {'backend':<8} {'ms':>9} {'vs':<13} {'its ms':>9} {'speedup':>8} "
                    f"{'GB/s':>8} {'% copy':>7}"]
     for r in rows:
-        lines.append(f"{r.op:<12} {r.case:<24} {r.backend:<8} {r.ms:>9.4f} {r.torch_ms:>9.4f} "
+        lines.append(f"{r.op:<26} {r.case:<24} {r.backend:<8} {r.ms:>9.4f} {r.ref:<13} {r.ref_ms:>9.4f} "
                      f"{r.speedup:>7.2f}x {r.gbps:>8.1f} {100 * r.frac_copy:>6.1f}%")
     return "\n".join(lines)
 

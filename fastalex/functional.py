@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from fastalex import _backends
 from fastalex import ops as _ops
+from fastalex.ops.max_pool2d import output_size as _pool_output_size
+from fastalex.ops.max_pool2d import winners_to_indices as _winners_to_indices
 
 # dtypes each kernel backend takes; "torch" takes whatever torch does.
 _DTYPES = {
@@ -55,20 +57,26 @@ def _dtype_limit(backend: str, dtype: torch.dtype) -> str | None:
     return None
 
 
-def _lrn_limits(backend: str, dtype: torch.dtype, size: int) -> str | None:
+def _limits(backend: str, dtype: torch.dtype, lrn_size: int) -> str | None:
+    """Why `backend` cannot take a call on `dtype` (with an LRN window of lrn_size; 0: no LRN), or None."""
     cap = LRN_MAX_SIZE.get(backend)
-    if cap is not None and size > cap:
-        return f"backend {backend!r} takes size <= {cap}, got size={size}"
+    if lrn_size and cap is not None and lrn_size > cap:
+        return f"backend {backend!r} takes size <= {cap}, got size={lrn_size}"
     return _dtype_limit(backend, dtype)
 
 
 @torch.compiler.assume_constant_result
-def _lrn_backend_traced(device_type: str, dtype: torch.dtype, size: int) -> str:
+def _backend_traced(op: str, device_type: str, dtype: torch.dtype, lrn_size: int) -> str:
     # Backend selection reads locks, context variables and the environment, which dynamo cannot
     # trace: under torch.compile it runs once while tracing and its answer is baked into the graph.
     # A function compiled under one backend keeps it; torch.compiler.reset() forgets it.
-    return _backends.resolve("local_response_norm", device_type,
-                             functools.partial(_lrn_limits, dtype=dtype, size=size))
+    return _backends.resolve(op, device_type, functools.partial(_limits, dtype=dtype, lrn_size=lrn_size))
+
+
+def _backend_for(op: str, input: torch.Tensor, lrn_size: int = 0) -> str:
+    if torch.compiler.is_compiling():
+        return _backend_traced(op, input.device.type, input.dtype, lrn_size)
+    return _backends.resolve(op, input.device, functools.partial(_limits, dtype=input.dtype, lrn_size=lrn_size))
 
 
 def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -87,12 +95,106 @@ def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, bet
     alpha = _check_finite(op, "alpha", alpha)
     beta = _check_finite(op, "beta", beta)
     k = _check_finite(op, "k", k)
-    if torch.compiler.is_compiling():
-        backend = _lrn_backend_traced(input.device.type, input.dtype, size)
-    else:
-        backend = _backends.resolve(op, input.device, functools.partial(_lrn_limits, dtype=input.dtype, size=size))
+    backend = _backend_for(op, input, size)
     if backend == "torch":
         if input.numel() == 0:  # torch's view(..., -1) cannot infer a size from zero elements
             return input * 0
         return F.local_response_norm(input, size, alpha, beta, k)
     return _ops.local_response_norm(input, size, alpha, beta, k, backend)
+
+
+def _check_pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
+    """An int or a sequence of one or two ints (torch's pooling convention) as an (h, w) pair."""
+    if isinstance(v, (tuple, list, torch.Size)):
+        if len(v) not in (1, 2):
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {tuple(v)}")
+        v = tuple(v) * (2 // len(v))
+        return _check_int(op, f"{name}[0]", v[0], minimum), _check_int(op, f"{name}[1]", v[1], minimum)
+    v = _check_int(op, name, v, minimum)
+    return v, v
+
+
+def _pool_geometry(op: str, input: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode):
+    """Checked (kernel, stride, padding, dilation) pairs for a (.., H, W) input, as torch would take them."""
+    kernel = _check_pair(op, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
+        _check_pair(op, "stride", stride, 1)
+    padding = _check_pair(op, "padding", padding, 0)
+    dilation = _check_pair(op, "dilation", dilation, 1)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{op}: padding must be at most half the kernel size, got padding={padding} with "
+                         f"kernel_size={kernel}")
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__}")
+    h, w = input.shape[-2:]
+    out = tuple(_pool_output_size(size, *args, ceil_mode)
+                for size, *args in zip((h, w), kernel, stride, padding, dilation))
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"{op}: output size would be {out[0]}x{out[1]} for input size {h}x{w} with "
+                         f"kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}: "
+                         "the input is too small")
+    for dim, size, k, s, p, d, n in zip("HW", (h, w), kernel, stride, padding, dilation, out):
+        # With padding <= kernel / 2 every undilated window holds an input element; a dilated one can
+        # straddle the input entirely (torch then reads outside it).
+        if d > 1 and any(all(not 0 <= o * s - p + j * d < size for j in range(k)) for o in range(n)):
+            raise ValueError(f"{op}: with dilation={dilation}, padding={padding} and kernel_size={kernel}, a window "
+                             f"along {dim} covers no input element (input size {h}x{w})")
+    return kernel, stride, padding, dilation
+
+
+def _check_pool_input(op: str, input, dims: tuple[int, ...]) -> None:
+    _check_tensor(op, "input", input, 0)
+    if input.dim() not in dims:
+        shapes = " or ".join({3: "3-D (C, H, W)", 4: "4-D (N, C, H, W)"}[d] for d in dims)
+        raise ValueError(f"{op}: input must be {shapes}, got {input.dim()}-D with shape {tuple(input.shape)}")
+    if any(s == 0 for s in input.shape[-3:]):
+        raise ValueError(f"{op}: input must have non-zero C, H and W (only the batch may be empty), "
+                         f"got shape {tuple(input.shape)}")
+
+
+def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """2-D max-pooling, as torch.nn.functional.max_pool2d (same arguments, values, gradients, indices).
+
+    input is (N, C, H, W) or (C, H, W), NCHW or channels_last. Ties go to the first maximum in the
+    window's row-major scan and NaN propagates, as in torch. The backward keeps a byte per output (the
+    winner's position in its window) instead of torch's int64 index; return_indices=True still
+    returns torch's int64 indices.
+    """
+    op = "max_pool2d"
+    _check_pool_input(op, input, (3, 4))
+    kernel, stride, padding, dilation = _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
+    backend = _backend_for(op, input)
+    if backend == "torch":
+        return F.max_pool2d(input, kernel, stride, padding, dilation, ceil_mode=ceil_mode,
+                            return_indices=return_indices)
+    batched = input if input.dim() == 4 else input.unsqueeze(0)
+    out, winners = _ops.max_pool2d(batched, kernel, stride, padding, dilation, ceil_mode, backend)
+    if input.dim() == 3:
+        out, winners = out.squeeze(0), winners.squeeze(0)
+    if not return_indices:
+        return out
+    return out, _winners_to_indices(winners, input.shape[-1], kernel, stride, padding, dilation)
+
+
+def relu_lrn_max_pool2d(input: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0, kernel_size=3, stride=2, padding=0, ceil_mode: bool = False) -> torch.Tensor:
+    """max_pool2d(local_response_norm(relu(input), size, alpha, beta, k), kernel_size, stride, padding,
+    ceil_mode=ceil_mode) in one pass each way on the triton backend: AlexNet's conv1/conv2 tails.
+
+    input is (N, C, H, W). LRN's arguments are torch's (alpha is divided by size: the paper's
+    alpha = 1e-4 on the raw sum with n = 5 is alpha = 5e-4 here; the paper's k is 2). Autograd keeps
+    the input and a byte per output; the backward recomputes ReLU and LRN from the input.
+    """
+    op = "relu_lrn_max_pool2d"
+    _check_pool_input(op, input, (4,))
+    size = _check_int(op, "size", size, 1)
+    alpha = _check_finite(op, "alpha", alpha)
+    beta = _check_finite(op, "beta", beta)
+    k = _check_finite(op, "k", k)
+    kernel, stride, padding, _ = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    backend = _backend_for(op, input, size)
+    if backend == "torch":
+        lrn = F.local_response_norm(F.relu(input), size, alpha, beta, k) if input.numel() else input * 0
+        return F.max_pool2d(lrn, kernel, stride, padding, ceil_mode=ceil_mode)
+    return _ops.relu_lrn_max_pool2d(input, size, alpha, beta, k, kernel, stride, padding, ceil_mode, backend)[0]

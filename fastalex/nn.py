@@ -1,4 +1,5 @@
-"""Drop-in modules: subclasses of the torch.nn modules they replace (same arguments, same state)."""
+"""Drop-in modules: subclasses of the torch.nn modules they replace (same arguments, same state), and
+the fused ReLULRNMaxPool2d."""
 from __future__ import annotations
 
 import torch
@@ -11,3 +12,34 @@ class LocalResponseNorm(torch.nn.LocalResponseNorm):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+
+class MaxPool2d(torch.nn.MaxPool2d):
+    """torch.nn.MaxPool2d on fastalex's kernels. Same arguments, including return_indices."""
+
+    def forward(self, input: torch.Tensor):
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+
+class ReLULRNMaxPool2d(torch.nn.Module):
+    """ReLU, then LocalResponseNorm(size, alpha, beta, k), then MaxPool2d(kernel_size, stride, padding,
+    ceil_mode), fused (fastalex.functional.relu_lrn_max_pool2d). No parameters.
+
+    The defaults are torch's LRN arguments with the paper's pooling; the paper's LRN (k=2, n=5,
+    alpha=1e-4 on the raw sum, beta=0.75) is ReLULRNMaxPool2d(5, alpha=5e-4, beta=0.75, k=2.0).
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, kernel_size=3,
+                 stride=2, padding=0, ceil_mode: bool = False):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.relu_lrn_max_pool2d(input, self.size, self.alpha, self.beta, self.k, self.kernel_size, self.stride,
+                                     self.padding, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}")

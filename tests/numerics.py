@@ -35,3 +35,10 @@ def assert_close(out: torch.Tensor, expected: torch.Tensor, ref64: torch.Tensor 
         assert ours <= bound, f"{what}: error {ours:.3e} vs float64 exceeds {bound:.3e} (torch's own: {theirs:.3e})"
     else:
         torch.testing.assert_close(out, expected, **TOL[out.dtype], equal_nan=True, msg=lambda m: f"{what}: {m}")
+
+
+def twice_rounded(ref64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A stand-in for torch's output in `dtype` where torch has no kernel for it (fp16/bf16 LRN on the
+    CPU): the exact result off by two roundings, the least any chain of ops in that dtype makes."""
+    one_ulp = (ref64.to(dtype).double() - ref64).abs().max()
+    return (ref64 + torch.sign(ref64) * one_ulp).to(dtype)

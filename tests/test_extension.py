@@ -88,5 +88,13 @@ def test_bench_command_cpu(tmp_path):
     import json
 
     data = json.loads(path.read_text())
-    assert data["rows"] and all(r["ms"] > 0 and r["torch_ms"] > 0 for r in data["rows"])
-    assert {r["op"] for r in data["rows"]} == {"lrn_fwd", "lrn_fwd+bwd"}
+    assert data["rows"] and all(r["ms"] > 0 and r["ref_ms"] > 0 for r in data["rows"])
+    assert {r["op"] for r in data["rows"]} == {f"{op}_{kind}" for op in ("lrn", "max_pool", "relu_lrn_max_pool")
+                                               for kind in ("fwd", "fwd+bwd")}
+
+
+def test_bench_command_rejects_an_unknown_op():
+    out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--ops", "lrn,conv9"], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 2
+    assert "fastalex bench: unknown op conv9; choose from lrn, max_pool, relu_lrn_max_pool" in out.stderr

@@ -10,21 +10,8 @@ import torch.nn.functional as F
 import fastalex
 from fastalex import functional as fa
 from fastalex.kernels import local_response_norm as lrn_kernels
-from numerics import LOW_PRECISION, assert_close
-
-
-def _cpu_kernel_backends():
-    from fastalex.kernels._common import interpreting
-
-    out = []
-    if "triton" in fastalex.backends() and interpreting():
-        out.append("triton")
-    if "cpu" in fastalex.backends():
-        out.append("cpu")
-    return out
-
-
-KERNEL_BACKENDS = _cpu_kernel_backends()
+from backends_here import KERNEL_BACKENDS, fits
+from numerics import LOW_PRECISION, assert_close, twice_rounded
 
 # (shape, size, alpha, beta, k): odd and even sizes, C < size, C = 1, 3-D and 5-D, size 1.
 CASES = [
@@ -127,16 +114,10 @@ def test_low_precision(backend, dtype):
     try:
         y_t, dx_t = _reference(x, grad, *args)
     except RuntimeError:
-        # torch has no fp16/bf16 LRN on the CPU (avg_pool3d): stand in for its error with two
-        # roundings of the exact result, the least any chain of ops in that dtype makes.
-        y_t, dx_t = _twice_rounded(y64, dtype), _twice_rounded(dx64, dtype)
+        # torch has no fp16/bf16 LRN on the CPU (avg_pool3d)
+        y_t, dx_t = twice_rounded(y64, dtype), twice_rounded(dx64, dtype)
     assert_close(y, y_t, ref64=y64, torch_out=y_t, what="forward")
     assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what="grad_input")
-
-
-def _twice_rounded(ref64, dtype):
-    one_ulp = (ref64.to(dtype).double() - ref64).abs().max()
-    return (ref64 + torch.sign(ref64) * one_ulp).to(dtype)
 
 
 def _special_inputs():
@@ -213,15 +194,6 @@ def _distinct_strategies(candidates):
     return list(seen.values())
 
 
-def _fits(run, cfg):
-    """run(); False when the GPU cannot hold this config (the tuner skips those too)."""
-    try:
-        run()
-    except Exception as e:  # noqa: BLE001
-        if "OutOfResources" in type(e).__name__:
-            return False
-        raise
-    return True
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 8, 9, 64])
@@ -341,7 +313,7 @@ def test_size_beyond_a_backends_limit(backend, monkeypatch):
     cap = fa.LRN_MAX_SIZE[backend]
 
     def limits(name):
-        return fa._lrn_limits(name, torch.float32, cap + 1)
+        return fa._limits(name, torch.float32, cap + 1)
 
     with fastalex.backend(backend), pytest.raises(fastalex.BackendError,
                                                   match=f"backend '{backend}' takes size <= {cap}, got size={cap + 1}"):
@@ -351,7 +323,7 @@ def test_size_beyond_a_backends_limit(backend, monkeypatch):
         assert _backends.resolve("local_response_norm", "cuda", limits) == expected
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # at the cuda cap, triton is skipped with a warning
-        at_cap = _backends.resolve("local_response_norm", "cuda", lambda name: fa._lrn_limits(name, torch.float32, cap))
+        at_cap = _backends.resolve("local_response_norm", "cuda", lambda name: fa._limits(name, torch.float32, cap))
     assert at_cap == backend
 
 
@@ -363,7 +335,7 @@ def test_default_skips_a_backend_without_the_dtype(monkeypatch):
     monkeypatch.setattr(_backends, "_warned", set())
     with pytest.warns(RuntimeWarning, match="backend 'triton' takes float32, float16, bfloat16 tensors"):
         got = _backends.resolve("local_response_norm", "cuda",
-                                lambda name: fa._lrn_limits(name, torch.float64, 5))
+                                lambda name: fa._limits(name, torch.float64, 5))
     assert got == "cuda"
 
 
@@ -420,12 +392,12 @@ def test_gpu_triton_configs(dtype, channels_last):
     ran = 0
     for cfg in lrn_kernels.forward_candidates(5, channels_last):
         y = torch.full_like(x, float("nan"))
-        if _fits(lambda: lrn_kernels.lrn_forward(x3, y.view(4, 96, -1), *args, config=cfg), cfg):
+        if fits(lambda: lrn_kernels.lrn_forward(x3, y.view(4, 96, -1), *args, config=cfg)):
             assert_close(y, y_t, ref64=y64, torch_out=y_t, what=f"forward {cfg}")
             ran += 1
     for cfg in lrn_kernels.backward_candidates(5, channels_last):
         dx = torch.full_like(x, float("nan"))
-        if _fits(lambda: lrn_kernels.lrn_backward(x3, g3, dx.view(4, 96, -1), *args, config=cfg), cfg):
+        if fits(lambda: lrn_kernels.lrn_backward(x3, g3, dx.view(4, 96, -1), *args, config=cfg)):
             assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what=f"backward {cfg}")
             ran += 1
     assert ran >= 4

@@ -1,6 +1,7 @@
 """What every Triton launcher shares: interpreter detection and per-shape config tuning."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Hashable, Sequence, TypeVar
 
@@ -55,3 +56,21 @@ def tuned_configs() -> dict[Hashable, object]:
 
 def is_cuda_or_interpreted(t: torch.Tensor) -> bool:
     return t.is_cuda or (interpreting() and t.device.type == "cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """Window geometry, each a (h, w) pair."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def constexprs(self) -> dict:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
+        return dict(KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw)
+
+    def windows_per_input(self) -> tuple[int, int]:
+        """Most windows one input row / column falls in."""
+        return tuple(-(-((k - 1) * d + 1) // s) for k, s, d in zip(self.kernel, self.stride, self.dilation))
