@@ -1,5 +1,5 @@
 """Benchmark harness: one copy-bandwidth measurement per session, torch timed in the same run, a
-compact table at the end and every figure as JSON ($OUT/bench_lrn.json, else benchmarks/results/)."""
+compact table at the end and every figure as JSON ($OUT/bench.json, else benchmarks/results/)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import fastalex
 from fastalex import bench
 from fastalex.kernels._common import tuned_configs
+
+BACKENDS = [b for b in (("triton", "cuda") if torch.cuda.is_available() else ("cpu",)) if b in fastalex.backends()]
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 _ROWS: list[bench.Row] = []
@@ -28,14 +31,32 @@ def copy_gbps(device):
 
 
 @pytest.fixture(scope="session")
-def torch_ms():
-    """torch's timings by (case, op), shared by every backend measured against them."""
+def ref_ms():
+    """The references' timings (eager torch, torch.compile) by (case, op, kind, ref), shared by every
+    backend measured against them."""
     return {}
 
 
 @pytest.fixture
-def record():
-    return _ROWS.append
+def measure_case(benchmark, device, copy_gbps, ref_ms):
+    """measure_case(case, backend, kind, refs): records the rows of `kind` ("fwd" or "fwd+bwd") against
+    each reference for the summary table, and runs the same call under pytest-benchmark (host timing,
+    for its own report; the table's figures are bench.time_ms's device timings)."""
+
+    def run(case: bench.Case, backend: str, kind: str, refs: tuple[str, ...] = ("torch",)) -> None:
+        rows = bench.measure(case, backend, device, copy_gbps, ref_ms, refs, kinds=(kind,))
+        _ROWS.extend(rows)
+        benchmark.extra_info.update(rows=[r.as_dict() for r in rows])
+        x, grad = case.make(device)
+        fn = dict(zip(("fwd", "fwd+bwd"), bench.fns(case, backend, x, grad)))[kind]
+
+        def once():
+            fn()
+            bench.sync(device)
+
+        benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)
+
+    return run
 
 
 def _out_dir() -> Path:
@@ -52,7 +73,7 @@ def pytest_terminal_summary(terminalreporter):
     table = bench.format_table(_ROWS, copy, bench.device_name(DEVICE))
     terminalreporter.write_line("")
     terminalreporter.write_line(table)
-    path = _out_dir() / "bench_lrn.json"
+    path = _out_dir() / "bench.json"
     path.write_text(json.dumps({"env": bench.environment(), "device": bench.device_name(DEVICE), "copy_gbps": copy,
                                 "command": " ".join(sys.argv), "rows": [r.as_dict() for r in _ROWS],
                                 "tuned_configs": {repr(k): repr(v) for k, v in tuned_configs().items()}}, indent=1))

@@ -127,7 +127,8 @@ def cases(op: str, device: torch.device, quick: bool = False) -> list[Case]:
     if quick:
         return [Case(op, 2, 96, 27, torch.float32)]
     if device.type != "cuda":
-        return [Case(op, 16, 96, 55, torch.float32), Case(op, 16, 256, 27, torch.float32)]
+        return [Case(op, 16, 96, 55, torch.float32), Case(op, 16, 256, 27, torch.float32),
+                Case(op, 16, 96, 55, torch.float32, channels_last=True)]
     if op == "max_pool":
         shapes = [(96, 55), (256, 27), (256, 13)]
         return ([Case(op, 128, c, hw, dt) for dt in (torch.float32, torch.bfloat16) for c, hw in shapes]

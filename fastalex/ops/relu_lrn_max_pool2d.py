@@ -63,7 +63,8 @@ def relu_lrn_max_pool2d_backward(grad_output: torch.Tensor, winners: torch.Tenso
         grad_lrn = max_pool2d_backward(grad_output, winners, input.shape, channels_last, kernel_size,
                                                       stride, padding, _NO_DILATION, backend)
         grad_relu = local_response_norm_backward(grad_lrn, torch.relu(input), size, alpha, beta, k, backend)
-        return torch.where(input <= 0, 0, grad_relu)  # torch's threshold_backward: NaN inputs pass the gradient
+        # ReLU's own backward (zero where input <= 0; a NaN input passes the gradient, as in torch).
+        return torch.ops.aten.threshold_backward(grad_relu, input, 0.0)
     from fastalex.kernels import relu_lrn_max_pool2d as fused_kernels
 
     grad_input = torch.empty_like(input)
