@@ -198,3 +198,95 @@ def relu_lrn_max_pool2d(input: torch.Tensor, size: int = 5, alpha: float = 1e-4,
         lrn = F.local_response_norm(F.relu(input), size, alpha, beta, k) if input.numel() else input * 0
         return F.max_pool2d(lrn, kernel, stride, padding, ceil_mode=ceil_mode)
     return _ops.relu_lrn_max_pool2d(input, size, alpha, beta, k, kernel, stride, padding, ceil_mode, backend)[0]
+
+
+def _conv_padding(op: str, padding) -> tuple[int, int, int, int]:
+    """padding as (left, right, top, bottom): an int, an (h, w) pair, or torch.nn.functional.pad's
+    4-tuple (left, right, top, bottom)."""
+    if isinstance(padding, (tuple, list, torch.Size)):
+        if len(padding) == 2:
+            h, w = (_check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))
+            return w, w, h, h
+        if len(padding) == 4:
+            return tuple(_check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))  # type: ignore[return-value]
+        raise ValueError(f"{op}: padding must be an int, a pair (h, w) or a 4-tuple (left, right, top, bottom), "
+                         f"got {tuple(padding)}")
+    if isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be an int, a pair or a 4-tuple of ints, got the string {padding!r}")
+    p = _check_int(op, "padding", padding, 0)
+    return p, p, p, p
+
+
+def _check_conv_args(op: str, input, weight, bias, groups: int):
+    _check_tensor(op, "input", input, 0)
+    if input.dim() not in (3, 4):
+        raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.dim()}-D with shape "
+                         f"{tuple(input.shape)}")
+    _check_tensor(op, "weight", weight, 0)
+    if weight.dim() != 4:
+        raise ValueError(f"{op}: weight must be 4-D (C_out, C_in / groups, kH, kW), got {weight.dim()}-D with shape "
+                         f"{tuple(weight.shape)}")
+    if bias is not None:
+        _check_tensor(op, "bias", bias, 0)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.dtype != input.dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but input has {input.dtype}; they must match")
+        if t.device != input.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but input is on {input.device}; they must match")
+    c_in, c_out = input.shape[-3], weight.shape[0]
+    if c_in % groups:
+        raise ValueError(f"{op}: input channels ({c_in}) must be divisible by groups ({groups})")
+    if c_out % groups:
+        raise ValueError(f"{op}: output channels (weight.shape[0] = {c_out}) must be divisible by groups ({groups})")
+    if weight.shape[1] * groups != c_in:
+        raise ValueError(f"{op}: weight takes {weight.shape[1]} input channels per group (weight.shape[1]) x "
+                         f"{groups} groups = {weight.shape[1] * groups}, but input has {c_in} channels")
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ValueError(f"{op}: bias must have shape (C_out,) = ({c_out},), got {tuple(bias.shape)}")
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+           groups: int = 1, activation: str | None = None) -> torch.Tensor:
+    """2-D convolution, as torch.nn.functional.conv2d (no dilation), then `activation` (None or "relu").
+
+    padding is an int, a pair (h, w), or a 4-tuple (left, right, top, bottom) in
+    torch.nn.functional.pad's order: asymmetric padding costs no extra pass (the paper's first layer,
+    224 -> 55 with 11x11 stride 4, pads (1, 2)). input is (N, C_in, H, W) or (C_in, H, W); weight
+    (C_out, C_in / groups, kH, kW); bias (C_out,). On the triton backend the bias and ReLU run in the
+    convolution's epilogue and the backward applies the ReLU mask as it loads the output gradient;
+    the cpu and torch backends run torch's convolution.
+    """
+    op = "conv2d_relu" if activation == "relu" else "conv2d"
+    if activation not in (None, "relu"):
+        raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
+    groups = _check_int(op, "groups", groups, 1)
+    _check_conv_args(op, input, weight, bias, groups)
+    stride = _check_pair(op, "stride", stride, 1)
+    pad = _conv_padding(op, padding)
+    left, right, top, bottom = pad
+    h, w = input.shape[-2:]
+    kh, kw = weight.shape[2:]
+    out = ((h + top + bottom - kh) // stride[0] + 1, (w + left + right - kw) // stride[1] + 1)
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"{op}: output size would be {out[0]}x{out[1]} for input size {h}x{w} padded to "
+                         f"{h + top + bottom}x{w + left + right} with a {kh}x{kw} kernel and stride {stride}: "
+                         "the input is too small")
+    if input.dim() == 3:
+        return conv2d(input.unsqueeze(0), weight, bias, stride, pad, groups, activation).squeeze(0)
+    backend = _backend_for(op, input)
+    relu = activation == "relu"
+    if backend in ("torch", "cpu"):  # torch's convolution (an asymmetric padding is an extra pad pass)
+        if left == right and top == bottom:
+            y = F.conv2d(input, weight, bias, stride, (top, left), groups=groups)
+        else:
+            y = F.conv2d(F.pad(input, pad), weight, bias, stride, 0, groups=groups)
+        return F.relu(y) if relu else y
+    return _ops.conv2d(input, weight, bias, stride, pad, groups, relu, backend)
+
+
+def conv2d_relu(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+                groups: int = 1) -> torch.Tensor:
+    """relu(conv2d(input, weight, bias, stride, padding, groups)): see conv2d."""
+    return conv2d(input, weight, bias, stride, padding, groups, activation="relu")

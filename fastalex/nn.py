@@ -1,5 +1,5 @@
 """Drop-in modules: subclasses of the torch.nn modules they replace (same arguments, same state), and
-the fused ReLULRNMaxPool2d."""
+the fused ReLULRNMaxPool2d and Conv2dReLU."""
 from __future__ import annotations
 
 import torch
@@ -43,3 +43,23 @@ class ReLULRNMaxPool2d(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}")
+
+
+class Conv2dReLU(torch.nn.Conv2d):
+    """torch.nn.Conv2d followed by ReLU, fused (fastalex.functional.conv2d_relu). Same parameters and
+    state_dict as torch.nn.Conv2d, so torch weights load into it. padding may also be a 4-tuple
+    (left, right, top, bottom), e.g. the paper's first layer: Conv2dReLU(3, 96, 11, stride=4,
+    padding=(1, 2, 1, 2)). Zero padding and dilation 1 only."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, groups: int = 1,
+                 bias: bool = True, device=None, dtype=None):
+        if isinstance(padding, str):
+            raise ValueError(f"Conv2dReLU: padding must be ints (an int, a pair or a 4-tuple), got {padding!r}")
+        asymmetric = isinstance(padding, (tuple, list)) and len(padding) == 4
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0 if asymmetric else padding, groups=groups,
+                         bias=bias, device=device, dtype=dtype)
+        if asymmetric:
+            self.padding = tuple(padding)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.groups)

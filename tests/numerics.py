@@ -42,3 +42,15 @@ def twice_rounded(ref64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     CPU): the exact result off by two roundings, the least any chain of ops in that dtype makes."""
     one_ulp = (ref64.to(dtype).double() - ref64).abs().max()
     return (ref64 + torch.sign(ref64) * one_ulp).to(dtype)
+
+
+# Convolutions sum hundreds of products per output: fp32 (IEEE) is judged as a whole tensor, the
+# Frobenius relative error against torch's (DESIGN.md, "Numerics").
+CONV_FP32_REL = 1e-5
+
+
+def assert_rel_close(out: torch.Tensor, expected: torch.Tensor, rel: float = CONV_FP32_REL, what: str = "") -> None:
+    assert out.shape == expected.shape, f"{what}: shape {tuple(out.shape)} != {tuple(expected.shape)}"
+    assert out.dtype == expected.dtype, f"{what}: dtype {out.dtype} != {expected.dtype}"
+    err = rel_error(out, expected)
+    assert err <= rel, f"{what}: relative error {err:.3e} exceeds {rel:.1e}"

@@ -1,0 +1,395 @@
+"""Triton kernels for 2-D convolution as implicit GEMM, with bias and ReLU fused, forward and backward.
+
+    y[n, co, oh, ow] = act(b[co] + sum_{ci, kh, kw} x[n, g*Cg + ci, oh*SH - PT + kh, ow*SW - PL + kw] w[co, ci, kh, kw])
+
+for co in group g (Cg input channels per group). Padding is asymmetric (PT top, PL left; the bottom
+and right padding only set the output size). Every tensor is 4-D with any strides: channels_last
+makes the GEMM's K axis (kh, kw, ci) contiguous in ci, NCHW works too.
+
+- forward: M = N*Ho*Wo output positions x Cout/groups channels, K = Cg*KH*KW; the input tile is
+  gathered (zero outside the image), the weight tile read through its strides; bias and ReLU in the
+  epilogue.
+- grad_input: M = N*H*W input positions x Cg, K = Cout/groups*KH*KW; output positions that do not
+  line up with the stride read as zero; grad_y is masked by the ReLU (y > 0) as it is loaded.
+- grad_weight (+ grad_bias): M = Cout/groups x K = Cg*KH*KW, reduced over the N*Ho*Wo positions in
+  SPLIT chunks, each written to its own fp32 slice and summed afterwards in a fixed order: no atomics,
+  deterministic.
+
+fp16/bf16 run on the tensor cores with fp32 accumulation; fp32 runs as TF32 exactly when the caller
+passes precision="tf32" (the ops layer follows torch.backends.cudnn.allow_tf32), else in IEEE fp32.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import triton
+import triton.language as tl
+
+from fastalex.kernels import _common
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """Kernel size, stride, and the top/left padding (all the kernels need of the padding)."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    groups: int
+
+    def constexprs(self) -> dict:
+        return dict(KH=self.kh, KW=self.kw, SH=self.sh, SW=self.sw, PT=self.pt, PL=self.pl)
+
+
+@triton.jit
+def _decode_k(k, C, KW: tl.constexpr):
+    # K is ordered (kh, kw, c) with c fastest, so channels_last tensors read contiguously along it.
+    c = k % C
+    r = k // C
+    return c, r // KW, r % KW
+
+
+@triton.jit
+def _weight_tile(w_base, co, mask_k, ci, kh, kw, CG_OUT, stride_wo, stride_wi, stride_wh, stride_ww):
+    # [BLOCK_K, BLOCK_N] of the weight for output channels co (within the group) and K entries (ci, kh, kw).
+    return tl.load(w_base + co[None, :].to(tl.int64) * stride_wo + (ci * stride_wi + kh * stride_wh
+                   + kw * stride_ww)[:, None], mask=mask_k[:, None] & (co < CG_OUT)[None, :], other=0.0)
+
+
+@triton.jit
+def _epilogue(acc, y_ptr, b_ptr, y_row, co, mask_m, g, CG_OUT, stride_yc, HAS_BIAS: tl.constexpr,
+              RELU: tl.constexpr):
+    mask_n = co < CG_OUT
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + g * CG_OUT + co, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    y_off = y_row[:, None] + ((g * CG_OUT + co) * stride_yc)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _conv2d_forward_kernel(
+    x_ptr,  # (N, Cin, H, W) input, any strides
+    w_ptr,  # (Cout, Cin / groups, KH, KW) weight, any strides
+    b_ptr,  # (Cout,) bias (unused without HAS_BIAS)
+    y_ptr,  # (N, Cout, Ho, Wo) output, any strides
+    H, W, Ho, Wo, M, CG_IN, CG_OUT,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wo, stride_wi, stride_wh, stride_ww,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    N_TILES: tl.constexpr,  # BLOCK_N-wide column tiles per program, 1..3: one input gather feeds them all
+):
+    # N_TILES > 1 serves channel counts that are not a power of two without padding the GEMM: conv1's 96
+    # output channels are 3 tiles of 32, and its input tile (the costly gather, 3 channels wide) is
+    # loaded once for all of them.
+    g = tl.program_id(2)
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    co0 = tl.program_id(1) * (BLOCK_N * N_TILES) + tl.arange(0, BLOCK_N)  # within the group
+    mask_m = m < M
+    n = (m // (Ho * Wo)).to(tl.int64)
+    oh = (m // Wo) % Ho
+    ow = m % Wo
+    x_base = x_ptr + n * stride_xn + (g * CG_IN) * stride_xc  # [BLOCK_M]
+    w_base = w_ptr + (g * CG_OUT).to(tl.int64) * stride_wo
+    K = CG_IN * KH * KW
+    acc0 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc1 = acc0
+    acc2 = acc0
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        mask_k = k < K
+        ci, kh, kw = _decode_k(k, CG_IN, KW)
+        ih = oh[:, None] * SH - PT + kh[None, :]
+        iw = ow[:, None] * SW - PL + kw[None, :]
+        a_mask = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a = tl.load(x_base[:, None] + ci[None, :] * stride_xc + ih * stride_xh + iw * stride_xw, mask=a_mask,
+                    other=0.0)
+        b0 = _weight_tile(w_base, co0, mask_k, ci, kh, kw, CG_OUT, stride_wo, stride_wi, stride_wh, stride_ww)
+        acc0 = tl.dot(a, b0, acc0, input_precision=PRECISION)
+        if N_TILES > 1:
+            b1 = _weight_tile(w_base, co0 + BLOCK_N, mask_k, ci, kh, kw, CG_OUT, stride_wo, stride_wi, stride_wh,
+                              stride_ww)
+            acc1 = tl.dot(a, b1, acc1, input_precision=PRECISION)
+        if N_TILES > 2:
+            b2 = _weight_tile(w_base, co0 + 2 * BLOCK_N, mask_k, ci, kh, kw, CG_OUT, stride_wo, stride_wi, stride_wh,
+                              stride_ww)
+            acc2 = tl.dot(a, b2, acc2, input_precision=PRECISION)
+    y_row = n * stride_yn + oh * stride_yh + ow * stride_yw
+    _epilogue(acc0, y_ptr, b_ptr, y_row, co0, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+    if N_TILES > 1:
+        _epilogue(acc1, y_ptr, b_ptr, y_row, co0 + BLOCK_N, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+    if N_TILES > 2:
+        _epilogue(acc2, y_ptr, b_ptr, y_row, co0 + 2 * BLOCK_N, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+
+
+@triton.jit
+def _load_grad_output(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
+    # grad_y with ReLU's backward applied on the way in: zero where the output was not positive.
+    grad = tl.load(g_ptrs, mask=mask, other=0.0)
+    if RELU:
+        y = tl.load(y_ptrs, mask=mask, other=0.0)
+        grad = tl.where(y > 0, grad, 0.0)
+    return grad
+
+
+@triton.jit
+def _conv2d_grad_input_kernel(
+    g_ptr,  # (N, Cout, Ho, Wo) gradient of the output, any strides
+    y_ptr,  # (N, Cout, Ho, Wo) forward output, the ReLU mask (unused without RELU), any strides
+    w_ptr,  # (Cout, Cin / groups, KH, KW) weight, any strides
+    dx_ptr,  # (N, Cin, H, W) gradient of the input (written), any strides
+    H, W, Ho, Wo, M, CG_IN, CG_OUT,
+    stride_gn, stride_gc, stride_gh, stride_gw,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    stride_wo, stride_wi, stride_wh, stride_ww,
+    stride_dn, stride_dc, stride_dh, stride_dw,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
+    RELU: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # dx[n, ci, ih, iw] = sum_{co, kh, kw} dy[n, co, oh, ow] w[co, ci, kh, kw], oh*SH = ih + PT - kh.
+    g = tl.program_id(2)
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    ci = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # within the group
+    mask_m = m < M
+    mask_n = ci < CG_IN
+    n = (m // (H * W)).to(tl.int64)
+    ih = (m // W) % H
+    iw = m % W
+    g_base = g_ptr + n * stride_gn + (g * CG_OUT) * stride_gc
+    y_base = y_ptr + n * stride_yn + (g * CG_OUT) * stride_yc
+    w_base = w_ptr + (g * CG_OUT) * stride_wo + ci * stride_wi  # [BLOCK_N]
+    K = CG_OUT * KH * KW
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        co, kh, kw = _decode_k(k, CG_OUT, KW)
+        th = ih[:, None] + PT - kh[None, :]  # oh * SH; negative ones are masked before dividing matters
+        tw = iw[:, None] + PL - kw[None, :]
+        oh = th // SH
+        ow = tw // SW
+        a_mask = (mask_m[:, None] & (k < K)[None, :] & (th >= 0) & (tw >= 0) & (th % SH == 0) & (tw % SW == 0)
+                  & (oh < Ho) & (ow < Wo))
+        a = _load_grad_output(g_base[:, None] + co[None, :] * stride_gc + oh * stride_gh + ow * stride_gw,
+                              y_base[:, None] + co[None, :] * stride_yc + oh * stride_yh + ow * stride_yw, a_mask, RELU)
+        b = tl.load(w_base[None, :] + (co * stride_wo + kh * stride_wh + kw * stride_ww)[:, None],
+                    mask=(k < K)[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(a.to(b.dtype), b, acc, input_precision=PRECISION)
+    d_off = (n * stride_dn + ih * stride_dh + iw * stride_dw)[:, None] + ((g * CG_IN + ci) * stride_dc)[None, :]
+    tl.store(dx_ptr + d_off, acc.to(dx_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _conv2d_grad_weight_kernel(
+    g_ptr,  # (N, Cout, Ho, Wo) gradient of the output, any strides
+    y_ptr,  # (N, Cout, Ho, Wo) forward output, the ReLU mask (unused without RELU), any strides
+    x_ptr,  # (N, Cin, H, W) forward input, any strides
+    dw_ptr,  # (SPLIT, Cout, K) fp32 partial weight gradients, K ordered (kh, kw, ci), contiguous
+    db_ptr,  # (SPLIT, Cout) fp32 partial bias gradients, contiguous (unused without BIAS)
+    H, W, Ho, Wo, R, CG_IN, CG_OUT, COUT, R_CHUNK,
+    stride_gn, stride_gc, stride_gh, stride_gw,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
+    RELU: tl.constexpr, BIAS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    # dw[co, (kh, kw, ci)] = sum_r dy[r, co] x[r at tap (kh, kw), ci] over the chunk of output positions r
+    # this program owns; grad_bias is the same sum of dy alone, taken by the programs of the first K tile.
+    g = tl.program_id(2)
+    split = tl.program_id(1) // tl.cdiv(CG_IN * KH * KW, BLOCK_N)
+    pid_k = tl.program_id(1) % tl.cdiv(CG_IN * KH * KW, BLOCK_N)
+    co = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # within the group
+    k = pid_k * BLOCK_N + tl.arange(0, BLOCK_N)
+    K = CG_IN * KH * KW
+    mask_co = co < CG_OUT
+    mask_k = k < K
+    ci, kh, kw = _decode_k(k, CG_IN, KW)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    r_start = split * R_CHUNK
+    for r0 in range(r_start, tl.minimum(r_start + R_CHUNK, R), BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        mask_r = r < tl.minimum(r_start + R_CHUNK, R)
+        n = (r // (Ho * Wo)).to(tl.int64)
+        oh = (r // Wo) % Ho
+        ow = r % Wo
+        pos_g = n * stride_gn + oh * stride_gh + ow * stride_gw
+        pos_y = n * stride_yn + oh * stride_yh + ow * stride_yw
+        ch = (g * CG_OUT + co)
+        a_mask = mask_co[:, None] & mask_r[None, :]
+        a = _load_grad_output(g_ptr + ch[:, None] * stride_gc + pos_g[None, :],
+                              y_ptr + ch[:, None] * stride_yc + pos_y[None, :], a_mask, RELU)  # [M, R]
+        ih = oh[:, None] * SH - PT + kh[None, :]
+        iw = ow[:, None] * SW - PL + kw[None, :]
+        b_mask = mask_r[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        b = tl.load(x_ptr + (n * stride_xn)[:, None] + ((g * CG_IN + ci) * stride_xc)[None, :] + ih * stride_xh
+                    + iw * stride_xw, mask=b_mask, other=0.0)  # [R, K]
+        acc = tl.dot(a.to(b.dtype), b, acc, input_precision=PRECISION)
+        if BIAS:
+            bias_acc += tl.sum(a.to(tl.float32), axis=1)
+    row = (split * COUT + g * CG_OUT + co).to(tl.int64)
+    tl.store(dw_ptr + row[:, None] * K + k[None, :], acc, mask=mask_co[:, None] & mask_k[None, :])
+    if BIAS:
+        tl.store(db_ptr + row, bias_acc, mask=mask_co & (pid_k == 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """block_m x block_n output tile, block_k reduction step (block_r positions for grad_weight)."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int = 2
+    n_tiles: int = 1  # forward: block_n-wide column tiles per program (1..3)
+
+
+def _candidates(n_cols: int) -> list[Config]:
+    # n_cols: the GEMM's N (output channels per group, or input channels for grad_input).
+    bn = max(16, min(128, triton.next_power_of_2(n_cols)))
+    out = [Config(128, bn, 32, 4, 3), Config(64, bn, 32, 4, 3), Config(128, bn, 64, 8, 3), Config(256, bn, 32, 8, 3),
+           Config(64, min(bn, 64), 64, 4, 4)]
+    return list(dict.fromkeys(out))
+
+
+def forward_candidates(cout_g: int) -> list[Config]:
+    """Configs the tuner times for the forward; the first is the untimed default. Channel counts of 3
+    tiles (96 = 3 x 32; 33..48, 65..96, 129..192 channels) get configs that cover them in one program."""
+    out = []
+    for bn in (16, 32, 64):
+        if 2 * bn < cout_g <= 3 * bn:
+            out += [Config(128, bn, 32, 4, 3, 3), Config(64, bn, 64, 4, 3, 3), Config(128, bn, 64, 8, 3, 3),
+                    Config(256, bn, 32, 8, 3, 3)]
+    return out + _candidates(cout_g)
+
+
+def grad_input_candidates(cin_g: int) -> list[Config]:
+    return _candidates(cin_g)
+
+
+def grad_weight_candidates(cout_g: int) -> list[Config]:
+    bm = max(16, min(128, triton.next_power_of_2(cout_g)))
+    out = [Config(bm, 64, 64, 4, 3), Config(bm, 128, 32, 4, 3), Config(bm, 64, 128, 8, 3), Config(min(bm, 64), 64, 64, 4, 4)]
+    return list(dict.fromkeys(out))
+
+
+def _check(op: str, *tensors: torch.Tensor) -> None:
+    for t in tensors:
+        extent = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
+        if extent >= 2**31:
+            raise ValueError(f"{op}: one sample spans {extent} elements; the triton backend takes fewer than 2^31")
+
+
+def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
+    N, _, H, W = x.shape
+    _, _, Ho, Wo = y.shape
+    cg_in, cg_out = x.shape[1] // geo.groups, w.shape[0] // geo.groups
+    M = N * Ho * Wo
+    grid = (triton.cdiv(M, cfg.block_m), triton.cdiv(cg_out, cfg.block_n * cfg.n_tiles), geo.groups)
+    _conv2d_forward_kernel[grid](
+        x, w, b if b is not None else w, y, H, W, Ho, Wo, M, cg_in, cg_out, *x.stride(), *w.stride(), *y.stride(),
+        **geo.constexprs(), HAS_BIAS=b is not None, RELU=relu, PRECISION=precision,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_TILES=cfg.n_tiles,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def conv2d_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor, geo: ConvGeometry,
+                   precision: str, relu: bool, config: Config | None = None) -> None:
+    """Writes act(conv(x, w) + b) into y. x (N, Cin, H, W), w (Cout, Cin/groups, KH, KW), y (N, Cout, Ho, Wo)."""
+    if y.numel() == 0:
+        return
+    _check("conv2d", x, y)
+    if config is None:
+        key = ("conv2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(w.shape), geo, precision, relu,
+               b is not None, x.stride(1) == 1, x.shape[0])
+        config = _common.tuned_config(key, forward_candidates(w.shape[0] // geo.groups),
+                                      lambda cfg: _launch_forward(x, w, b, y, geo, precision, relu, cfg))
+    _launch_forward(x, w, b, y, geo, precision, relu, config)
+
+
+def _launch_grad_input(grad_y, y, w, dx, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
+    N, cin, H, W = dx.shape
+    _, _, Ho, Wo = grad_y.shape
+    cg_in, cg_out = cin // geo.groups, w.shape[0] // geo.groups
+    M = N * H * W
+    grid = (triton.cdiv(M, cfg.block_m), triton.cdiv(cg_in, cfg.block_n), geo.groups)
+    y = y if y is not None else grad_y
+    _conv2d_grad_input_kernel[grid](
+        grad_y, y, w, dx, H, W, Ho, Wo, M, cg_in, cg_out, *grad_y.stride(), *y.stride(), *w.stride(), *dx.stride(),
+        **geo.constexprs(), RELU=relu, PRECISION=precision, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def conv2d_grad_input(grad_y: torch.Tensor, y: torch.Tensor | None, w: torch.Tensor, dx: torch.Tensor,
+                      geo: ConvGeometry, precision: str, config: Config | None = None) -> None:
+    """Writes the input gradient into dx (N, Cin, H, W). grad_y (N, Cout, Ho, Wo); y, the forward output,
+    is the ReLU mask (None: no ReLU)."""
+    if dx.numel() == 0:
+        return
+    _check("conv2d", grad_y, dx)
+    relu = y is not None
+    if config is None:
+        key = ("conv2d_dgrad", dx.device, dx.dtype, tuple(dx.shape[1:]), tuple(w.shape), geo, precision, relu,
+               dx.stride(1) == 1, dx.shape[0])
+        config = _common.tuned_config(key, grad_input_candidates(dx.shape[1] // geo.groups),
+                                      lambda cfg: _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, cfg))
+    _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, config)
+
+
+# Output positions per grad_weight chunk: enough chunks to fill the GPU when Cout x K is small (conv1).
+R_CHUNK = 4096
+
+
+def _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo: ConvGeometry, precision: str, relu: bool,
+                        r_chunk: int, cfg: Config):
+    N, cin, H, W = x.shape
+    _, cout, Ho, Wo = grad_y.shape
+    cg_in, cg_out = cin // geo.groups, cout // geo.groups
+    K = cg_in * geo.kh * geo.kw
+    R = N * Ho * Wo
+    split = dw_parts.shape[0]
+    grid = (triton.cdiv(cg_out, cfg.block_m), split * triton.cdiv(K, cfg.block_n), geo.groups)
+    y = y if y is not None else grad_y
+    _conv2d_grad_weight_kernel[grid](
+        grad_y, y, x, dw_parts, db_parts if db_parts is not None else dw_parts, H, W, Ho, Wo, R, cg_in, cg_out, cout,
+        r_chunk, *grad_y.stride(), *y.stride(), *x.stride(), **geo.constexprs(), RELU=relu,
+        BIAS=db_parts is not None, PRECISION=precision, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BLOCK_R=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, weight_shape: tuple,
+                       geo: ConvGeometry, precision: str, bias: bool,
+                       config: Config | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(grad_weight in fp32, shaped like the weight; grad_bias in fp32 or None). grad_y (N, Cout, Ho, Wo),
+    y the forward output as the ReLU mask (None: no ReLU), x (N, Cin, H, W)."""
+    cout, cg_in, kh, kw = weight_shape
+    K = cg_in * kh * kw
+    R = grad_y.shape[0] * grad_y.shape[2] * grad_y.shape[3]
+    # Chunks x K tiles share grid axis 1 (at most 65535; K tiles are at least 16 wide).
+    r_chunk = max(R_CHUNK, triton.cdiv(R, max(1, 65535 // triton.cdiv(K, 16))))
+    split = triton.cdiv(R, r_chunk) if R else 1
+    dw_parts = torch.zeros((split, cout, K), dtype=torch.float32, device=x.device)
+    db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
+    if R:
+        _check("conv2d", grad_y, x)
+        relu = y is not None
+        run = lambda cfg: _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu,  # noqa: E731
+                                              r_chunk, cfg)
+        if config is None:
+            key = ("conv2d_wgrad", x.device, x.dtype, tuple(x.shape[1:]), tuple(weight_shape), geo, precision, relu,
+                   bias, x.stride(1) == 1, x.shape[0])
+            config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups), run)
+        run(config)
+    # Fixed-order sums of the chunks; K is (kh, kw, ci): back to the weight's (ci, kh, kw).
+    grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)
+    return grad_w, (db_parts.sum(0) if bias else None)
