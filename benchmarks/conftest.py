@@ -31,10 +31,20 @@ def copy_gbps(device):
 
 
 @pytest.fixture(scope="session")
+def matmul_tflops(device):
+    return bench.matmul_tflops(device)
+
+
+@pytest.fixture(scope="session")
 def ref_ms():
     """The references' timings (eager torch, torch.compile) by (case, op, kind, ref), shared by every
     backend measured against them."""
     return {}
+
+
+@pytest.fixture
+def record():
+    return _ROWS.extend
 
 
 @pytest.fixture
@@ -69,12 +79,13 @@ def _out_dir() -> Path:
 def pytest_terminal_summary(terminalreporter):
     if not _ROWS:
         return
-    copy = _ROWS[0].copy_gbps
-    table = bench.format_table(_ROWS, copy, bench.device_name(DEVICE))
+    copy = next((r.peak for r in _ROWS if r.unit == "GB/s"), None) or bench.copy_bandwidth_gbps(DEVICE)
+    matmul = next((r.peak for r in _ROWS if r.unit == "TFLOP/s"), None)
+    table = bench.format_table(_ROWS, bench.device_name(DEVICE), copy, matmul)
     terminalreporter.write_line("")
     terminalreporter.write_line(table)
     path = _out_dir() / "bench.json"
     path.write_text(json.dumps({"env": bench.environment(), "device": bench.device_name(DEVICE), "copy_gbps": copy,
-                                "command": " ".join(sys.argv), "rows": [r.as_dict() for r in _ROWS],
+                                "matmul_tflops": matmul, "command": " ".join(sys.argv), "rows": [r.as_dict() for r in _ROWS],
                                 "tuned_configs": {repr(k): repr(v) for k, v in tuned_configs().items()}}, indent=1))
     terminalreporter.write_line(f"figures written to {path}")

@@ -45,22 +45,34 @@ def _bench(args) -> int:
         print("No GPU in use: measuring the CPU backends at small sizes (batch 16).")
     names = args.backends.split(",") if args.backends else [
         n for n in _backends.backends() if n != "torch" and (n in ("triton", "cuda")) == (device.type == "cuda")]
-    ops = args.ops.split(",") if args.ops else list(bench.OPS)
-    unknown = [op for op in ops if op not in bench.OPS]
+    every = list(bench.OPS) + ["conv"]
+    ops = args.ops.split(",") if args.ops else every
+    unknown = [op for op in ops if op not in every]
     if unknown:
-        print(f"fastalex bench: unknown op {', '.join(unknown)}; choose from {', '.join(bench.OPS)}", file=sys.stderr)
+        print(f"fastalex bench: unknown op {', '.join(unknown)}; choose from {', '.join(every)}", file=sys.stderr)
         return 2
+    if "conv" in ops and device.type != "cuda":
+        # The cpu backend runs torch's own convolution: there is nothing to compare on a CPU.
+        print("conv: skipped on the CPU (the cpu backend runs torch's convolution; the Triton kernels need a GPU)")
+        ops.remove("conv")
     refs = ("torch", "torch.compile") if args.compare_compile else ("torch",)
     copy = bench.copy_bandwidth_gbps(device)
-    work = [(c, n) for op in ops for c in bench.cases(op, device, quick=args.quick) for n in names]
+    matmul = bench.matmul_tflops(device) if "conv" in ops else None
+    work = [(c, n) for op in ops if op != "conv" for c in bench.cases(op, device, quick=args.quick) for n in names]
+    if "conv" in ops:
+        work += [(c, n) for c in bench.conv_cases(device, quick=args.quick) for n in names if n == "triton"]
     rows, ref_ms = [], {}
     for case, name in tqdm(work, desc="fastalex bench", file=sys.stderr):
-        rows.extend(bench.measure(case, name, device, copy, ref_ms, refs))
-    table = bench.format_table(rows, copy, bench.device_name(device))
+        if isinstance(case, bench.ConvCase):
+            rows.extend(bench.measure_conv(case, name, device, matmul, ref_ms))
+        else:
+            rows.extend(bench.measure(case, name, device, copy, ref_ms, refs))
+    table = bench.format_table(rows, bench.device_name(device), copy, matmul)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"env": bench.environment(), "device": bench.device_name(device), "copy_gbps": copy,
-                       "command": " ".join(sys.argv), "rows": [r.as_dict() for r in rows]}, f, indent=1)
+                       "matmul_tflops": matmul, "command": " ".join(sys.argv), "rows": [r.as_dict() for r in rows]},
+                      f, indent=1)
     print(table)
     return 0
 
@@ -76,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--backends", help="comma-separated fastalex backends (default: all available for the device)")
     p.add_argument("--json", help="write every figure, the device and the versions to this file")
-    p.add_argument("--ops", help=f"comma-separated operators (default: all of {', '.join(OPS)})")
+    p.add_argument("--ops", help=f"comma-separated operators (default: all of {', '.join(OPS)}, conv)")
     p.add_argument("--compare-compile", action="store_true", help="also time torch.compile of the torch code")
     p.add_argument("--quick", action="store_true", help="one small case per operator, to check that everything runs")
     p.set_defaults(func=_bench)

@@ -2,7 +2,8 @@
 
 Every figure is measured in the running process: the device's copy bandwidth, then each operator
 for a fastalex backend and for torch (eager, and compiled where asked) on the same inputs, so the
-ratios compare like with like. GB/s count the bytes an operator must move at least (Case.traffic).
+ratios compare like with like. GB/s count the bytes an operator must move at least (Case.traffic);
+convolutions are rated in TFLOP/s against the bf16 matmul rate measured in the same run.
 GPU times come from CUDA events (median of many launches after a warm-up), CPU times from
 perf_counter.
 """
@@ -61,6 +62,17 @@ def time_ms(fn: Callable[[], object], device: torch.device, warmup: int = 5, sam
         end.synchronize()
         out.append(start.elapsed_time(end) / calls)
     return statistics.median(out)
+
+
+def matmul_tflops(device: torch.device) -> float | None:
+    """bf16 matmul rate (8192^3) in TFLOP/s on a GPU; None on the CPU."""
+    if device.type != "cuda":
+        return None
+    n = 8192
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    ms = time_ms(lambda: a @ b, device, warmup=3)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
 def copy_bandwidth_gbps(device: torch.device) -> float:
@@ -184,22 +196,23 @@ def fns(case: Case, backend: str, x: torch.Tensor, grad: torch.Tensor):
 
 @dataclasses.dataclass
 class Row:
-    op: str  # "<operator>_fwd" or "<operator>_fwd+bwd"
+    op: str  # "<operator>_fwd" or "<operator>_fwd+bwd" (or "_bwd")
     case: str
     backend: str
     ms: float
     ref_ms: float
-    bytes: int
-    copy_gbps: float
+    work: float  # bytes the operator must move (unit GB/s) or FLOPs it does (unit TFLOP/s)
+    peak: float  # the device's copy bandwidth (GB/s) or bf16 matmul rate (TFLOP/s), measured in the run
     ref: str = "torch"  # what ref_ms timed: "torch" (eager) or "torch.compile"
+    unit: str = "GB/s"
 
     @property
-    def gbps(self) -> float:
-        return self.bytes / (self.ms * 1e-3) / 1e9
+    def rate(self) -> float:
+        return self.work / (self.ms * 1e-3) / (1e9 if self.unit == "GB/s" else 1e12)
 
     @property
-    def frac_copy(self) -> float:
-        return self.gbps / self.copy_gbps
+    def frac(self) -> float:
+        return self.rate / self.peak
 
     @property
     def speedup(self) -> float:
@@ -207,7 +220,7 @@ class Row:
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(gbps=self.gbps, frac_copy=self.frac_copy, speedup=self.speedup)
+        d.update(rate=self.rate, frac_of_peak=self.frac, speedup=self.speedup)
         return d
 
 
@@ -233,13 +246,17 @@ def measure(case: Case, backend: str, device: torch.device, copy_gbps: float, re
     return rows
 
 
-def format_table(rows: list[Row], copy_gbps: float, device_name: str) -> str:
-    head = f"device: {device_name}; copy bandwidth {copy_gbps:.0f} GB/s (read+write), measured in this run"
-    lines = [head, f"{'op':<26} {'case':<24} {'backend':<8} {'ms':>9} {'vs':<13} {'its ms':>9} {'speedup':>8} "
-                   f"{'GB/s':>8} {'% copy':>7}"]
+def format_table(rows: list[Row], device_name: str, copy_gbps: float, matmul_tflops: float | None = None) -> str:
+    head = f"device: {device_name}; copy bandwidth {copy_gbps:.0f} GB/s (read+write)"
+    if matmul_tflops:
+        head += f", bf16 matmul {matmul_tflops:.0f} TFLOP/s"
+    lines = [head + "; both measured in this run; % of peak: of the copy bandwidth for GB/s rows, of the matmul "
+                    "rate for TFLOP/s rows",
+             f"{'op':<26} {'case':<26} {'backend':<8} {'ms':>9} {'vs':<13} {'its ms':>9} {'speedup':>8} "
+             f"{'rate':>15} {'% peak':>7}"]
     for r in rows:
-        lines.append(f"{r.op:<26} {r.case:<24} {r.backend:<8} {r.ms:>9.4f} {r.ref:<13} {r.ref_ms:>9.4f} "
-                     f"{r.speedup:>7.2f}x {r.gbps:>8.1f} {100 * r.frac_copy:>6.1f}%")
+        lines.append(f"{r.op:<26} {r.case:<26} {r.backend:<8} {r.ms:>9.4f} {r.ref:<13} {r.ref_ms:>9.4f} "
+                     f"{r.speedup:>7.2f}x {r.rate:>7.1f} {r.unit:<7} {100 * r.frac:>6.1f}%")
     return "\n".join(lines)
 
 
@@ -265,3 +282,109 @@ def environment() -> dict:
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
+
+
+# --- Convolutions: AlexNet's five (paper variant), fastalex's conv+bias+ReLU against torch's
+# convolution (cuDNN on a GPU) followed by a separate ReLU, and an explicit pad where the padding is
+# asymmetric (conv1), as a torch user must write it.
+
+@dataclasses.dataclass
+class ConvCase:
+    layer: str
+    batch: int
+    c_in: int
+    hw: int
+    c_out: int
+    kernel: int
+    stride: int
+    padding: tuple[int, int, int, int]  # left, right, top, bottom
+    dtype: torch.dtype
+    channels_last: bool = True
+
+    @property
+    def name(self) -> str:
+        dt = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return f"{self.layer} {self.batch}x{self.c_in}x{self.hw}x{self.hw} {dt}{' cl' if self.channels_last else ''}"
+
+    @property
+    def input_grad(self) -> bool:
+        return self.layer != "conv1"  # the first layer's input (the image) needs no gradient
+
+    @property
+    def out_hw(self) -> int:
+        left, right, _, _ = self.padding
+        return (self.hw + left + right - self.kernel) // self.stride + 1
+
+    def flops(self) -> tuple[float, float]:
+        """(forward, forward+backward) FLOPs: 2 N Ho Wo Cout Cin k^2 per GEMM; the backward is one GEMM
+        (grad_weight) for conv1 and two (grad_input too) for the others."""
+        fwd = 2.0 * self.batch * self.out_hw**2 * self.c_out * self.c_in * self.kernel**2
+        return fwd, fwd * (3 if self.input_grad else 2)
+
+    def make(self, device: torch.device, seed: int = 0):
+        g = torch.Generator(device=device).manual_seed(seed)
+        x = torch.randn(self.batch, self.c_in, self.hw, self.hw, generator=g, device=device).to(self.dtype)
+        w = (torch.randn(self.c_out, self.c_in, self.kernel, self.kernel, generator=g, device=device)
+             / (self.c_in * self.kernel**2) ** 0.5).to(self.dtype)
+        b = torch.randn(self.c_out, generator=g, device=device).mul_(0.1).to(self.dtype)
+        grad = torch.randn(self.batch, self.c_out, self.out_hw, self.out_hw, generator=g, device=device).to(self.dtype)
+        if self.channels_last:
+            x, w, grad = (t.to(memory_format=torch.channels_last) for t in (x, w, grad))
+        return x, w, b, grad
+
+
+def conv_cases(device: torch.device, quick: bool = False) -> list[ConvCase]:
+    """AlexNet's convolutions (paper variant) at batch 128 on a GPU; quick: conv1 and conv3 at batch 2."""
+    layers = [("conv1", 3, 224, 96, 11, 4, (1, 2, 1, 2)), ("conv2", 96, 27, 256, 5, 1, (2, 2, 2, 2)),
+              ("conv3", 256, 13, 384, 3, 1, (1, 1, 1, 1)), ("conv4", 384, 13, 384, 3, 1, (1, 1, 1, 1)),
+              ("conv5", 384, 13, 256, 3, 1, (1, 1, 1, 1))]
+    if quick:
+        return [ConvCase(*layers[0][:1], 2, *layers[0][1:], torch.float32),
+                ConvCase(*layers[2][:1], 2, *layers[2][1:], torch.float32)]
+    return [ConvCase(layer, 128, *rest, dtype) for dtype in (torch.bfloat16, torch.float32)
+            for layer, *rest in layers]
+
+
+def conv_fns(case: ConvCase, backend: str, x, w, b, grad):
+    """(forward, forward+backward) closures: fastalex's conv2d_relu on `backend`, or "torch" (conv2d,
+    an F.pad first where the padding is asymmetric, then a separate ReLU)."""
+    left, right, top, bottom = case.padding
+    if backend == "torch":
+        def call(inp, weight, bias):
+            if left == right and top == bottom:
+                return F.relu(F.conv2d(inp, weight, bias, case.stride, (top, left)))
+            return F.relu(F.conv2d(F.pad(inp, case.padding), weight, bias, case.stride))
+    else:
+        def call(inp, weight, bias):
+            with fastalex.backend(backend):
+                return fa.conv2d_relu(inp, weight, bias, case.stride, case.padding)
+    xg = x.detach().clone().requires_grad_(case.input_grad)
+    wg, bg = w.detach().clone().requires_grad_(True), b.detach().clone().requires_grad_(True)
+
+    def forward():
+        with torch.no_grad():
+            return call(x, w, b)
+
+    def forward_backward():
+        xg.grad = wg.grad = bg.grad = None
+        call(xg, wg, bg).backward(grad)
+
+    return forward, forward_backward
+
+
+def measure_conv(case: ConvCase, backend: str, device: torch.device, matmul: float, ref_ms: dict | None = None,
+                 kinds: tuple[str, ...] = ("fwd", "fwd+bwd")) -> list[Row]:
+    """Rows for fastalex's conv2d_relu on `backend` against torch's, in TFLOP/s of the bf16 matmul rate."""
+    x, w, b, grad = case.make(device)
+    flops = dict(zip(("fwd", "fwd+bwd"), case.flops()))
+    ref_ms = {} if ref_ms is None else ref_ms
+    ours = dict(zip(("fwd", "fwd+bwd"), conv_fns(case, backend, x, w, b, grad)))
+    theirs = dict(zip(("fwd", "fwd+bwd"), conv_fns(case, "torch", x, w, b, grad)))
+    rows = []
+    for kind in kinds:
+        key = (case.name, "conv", kind, "torch")
+        if key not in ref_ms:
+            ref_ms[key] = time_ms(theirs[kind], device)
+        rows.append(Row(f"conv_relu_{kind}", case.name, backend, time_ms(ours[kind], device), ref_ms[key],
+                        flops[kind], matmul, "torch", "TFLOP/s"))
+    return rows
