@@ -256,7 +256,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     224 -> 55 with 11x11 stride 4, pads (1, 2)). input is (N, C_in, H, W) or (C_in, H, W); weight
     (C_out, C_in / groups, kH, kW); bias (C_out,). On the triton backend the bias and ReLU run in the
     convolution's epilogue and the backward applies the ReLU mask as it loads the output gradient;
-    the cpu and torch backends run torch's convolution.
+    the cpu, cuda and torch backends run torch's convolution (cuDNN on a GPU).
     """
     op = "conv2d_relu" if activation == "relu" else "conv2d"
     if activation not in (None, "relu"):
@@ -277,7 +277,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         return conv2d(input.unsqueeze(0), weight, bias, stride, pad, groups, activation).squeeze(0)
     backend = _backend_for(op, input)
     relu = activation == "relu"
-    if backend in ("torch", "cpu"):  # torch's convolution (an asymmetric padding is an extra pad pass)
+    if backend != "triton":  # cpu, cuda, torch: torch's convolution (an asymmetric padding is an extra pad pass)
         if left == right and top == bottom:
             y = F.conv2d(input, weight, bias, stride, (top, left), groups=groups)
         else:
