@@ -165,16 +165,16 @@ def test_opcheck():
                           [x.requires_grad_(), weight.requires_grad_(), None, [2, 1], [0, 1, 2, 0], 2, False, "triton"])
 
 
-def test_tf32_follows_torch():
-    from fastalex.ops.conv2d import precision
-
-    assert precision(torch.float16) == "ieee" and precision(torch.bfloat16) == "ieee"
-    previous = torch.backends.cudnn.allow_tf32
-    try:
-        torch.backends.cudnn.allow_tf32 = False
-        assert precision(torch.float32) == "ieee"
-    finally:
-        torch.backends.cudnn.allow_tf32 = previous
+def test_tf32_follows_torch(monkeypatch):
+    module = sys.modules["fastalex.ops.conv2d"]
+    monkeypatch.setattr(module, "interpreting", lambda: False)  # as on a GPU
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert module.precision(torch.float32) == "ieee"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert module.precision(torch.float32) == "tf32"
+    assert module.precision(torch.bfloat16) == "tf32"  # read by Triton for fp32 operands only
+    monkeypatch.setattr(module, "interpreting", lambda: True)
+    assert module.precision(torch.float32) == "ieee"
 
 
 def test_every_triton_config():

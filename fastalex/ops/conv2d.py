@@ -23,11 +23,13 @@ def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after:
 
 def precision(dtype: torch.dtype) -> str:
     """How tl.dot multiplies fp32 data: TF32 exactly when torch would use it for a convolution
-    (torch.backends.cudnn.allow_tf32); IEEE fp32 otherwise and in the interpreter. Other dtypes run
-    natively on the tensor cores."""
-    if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and not interpreting():
-        return "tf32"
-    return "ieee"
+    (torch.backends.cudnn.allow_tf32), else IEEE fp32; always IEEE in the interpreter. fp16/bf16 run
+    natively on the tensor cores (Triton's default setting, which only fp32 operands read)."""
+    if interpreting():
+        return "ieee"
+    if dtype == torch.float32:
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    return "tf32"
 
 
 def _geometry(weight_shape, stride, padding, groups):
