@@ -218,40 +218,35 @@ def _zero_slots(BLOCK_S: tl.constexpr):
 
 
 @triton.jit
-def _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, N: tl.constexpr, SQUARE: tl.constexpr):
-    # sum of w0..w{N-1} (of their squares when SQUARE)
+def _term(v, SQUARE: tl.constexpr):
     if SQUARE:
-        acc = w0 * w0
-        if N > 1:
-            acc += w1 * w1
-        if N > 2:
-            acc += w2 * w2
+        v = v * v
+    return v
+
+
+@triton.jit
+def _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, N: tl.constexpr, SQUARE: tl.constexpr):
+    # sum of w0..w{N-1} (of their squares when SQUARE) as a tree, ((w0 + w1) + (w2 + w3)) + ((w4 + w5) +
+    # (w6 + w7)): a chain over the rotating slots makes LLVM's SLP vectorizer abort while compiling the
+    # size-5 backward for sm_90 with Triton 3.8 ("PHI reordering is free" assertion).
+    acc = _term(w0, SQUARE)
+    if N > 1:
+        acc = acc + _term(w1, SQUARE)
+    if N > 2:
+        s23 = _term(w2, SQUARE)
         if N > 3:
-            acc += w3 * w3
-        if N > 4:
-            acc += w4 * w4
+            s23 = s23 + _term(w3, SQUARE)
+        acc = acc + s23
+    if N > 4:
+        s47 = _term(w4, SQUARE)
         if N > 5:
-            acc += w5 * w5
+            s47 = s47 + _term(w5, SQUARE)
         if N > 6:
-            acc += w6 * w6
-        if N > 7:
-            acc += w7 * w7
-    else:
-        acc = w0
-        if N > 1:
-            acc += w1
-        if N > 2:
-            acc += w2
-        if N > 3:
-            acc += w3
-        if N > 4:
-            acc += w4
-        if N > 5:
-            acc += w5
-        if N > 6:
-            acc += w6
-        if N > 7:
-            acc += w7
+            s67 = _term(w6, SQUARE)
+            if N > 7:
+                s67 = s67 + _term(w7, SQUARE)
+            s47 = s47 + s67
+        acc = acc + s47
     return acc
 
 
