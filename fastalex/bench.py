@@ -178,7 +178,16 @@ def fns(case: Case, backend: str, x: torch.Tensor, grad: torch.Tensor):
     if backend == "torch":
         call = _torch_op(case.op)
     elif backend == "torch.compile":
-        call = _COMPILED.setdefault(case.op, torch.compile(_torch_op(case.op)))
+        if case.op not in _COMPILED:
+            # Static shapes, as torch.compile would serve one model; every case is a new shape, so let
+            # dynamo keep more than its default 8 specialisations before it falls back to eager.
+            import torch._dynamo
+
+            cfg = torch._dynamo.config
+            name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+            setattr(cfg, name, max(getattr(cfg, name), 64))
+            _COMPILED[case.op] = torch.compile(_torch_op(case.op), dynamic=False)
+        call = _COMPILED[case.op]
     else:
         call = _fastalex_op(case.op, backend)
     xg = x.detach().clone().requires_grad_(True)

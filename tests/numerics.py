@@ -54,3 +54,19 @@ def assert_rel_close(out: torch.Tensor, expected: torch.Tensor, rel: float = CON
     assert out.dtype == expected.dtype, f"{what}: dtype {out.dtype} != {expected.dtype}"
     err = rel_error(out, expected)
     assert err <= rel, f"{what}: relative error {err:.3e} exceeds {rel:.1e}"
+
+
+# A pooling window whose two largest values differ by a few ulp can choose another winner than torch
+# when the values come from a recomputed LRN (a different, equally accurate rounding); that window's
+# gradient then lands on the neighbour. Gradients through the fused ReLU/LRN/max-pool may differ from
+# torch's in that many elements (at least 2), and must match everywhere else.
+POOL_FLIP_FRACTION = 1e-4
+
+
+def assert_close_but_flips(out: torch.Tensor, expected: torch.Tensor, what: str = "",
+                           fraction: float = POOL_FLIP_FRACTION) -> None:
+    assert out.shape == expected.shape and out.dtype == expected.dtype, what
+    tol = TOL[out.dtype]
+    bad = ~torch.isclose(out, expected, rtol=tol["rtol"], atol=tol["atol"], equal_nan=True)
+    allowed = max(2, int(fraction * out.numel()))
+    assert int(bad.sum()) <= allowed, f"{what}: {int(bad.sum())} elements differ (at most {allowed} may)"

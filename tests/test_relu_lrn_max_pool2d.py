@@ -12,7 +12,7 @@ from fastalex.kernels import _common
 from fastalex.kernels import relu_lrn_max_pool2d as fused_kernels
 from fastalex.kernels._common import Pool
 from backends_here import KERNEL_BACKENDS, fits, layout as _layout
-from numerics import LOW_PRECISION, assert_close, twice_rounded
+from numerics import LOW_PRECISION, assert_close, assert_close_but_flips, twice_rounded
 
 # (shape, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode)
 CASES = [
@@ -22,6 +22,7 @@ CASES = [
     ((2, 4, 8, 7), 4, 2.0, 1.3, 1.0, (2, 4), (1, 3), (1, 2), True),
     ((2, 1, 7, 7), 5, 1.0, 0.75, 2.0, 2, 2, 0, False),  # C = 1 < size
     ((1, 20, 6, 6), 8, 1.0, 0.75, 2.0, 3, 3, 1, False),
+    ((1, 6, 12, 11), 5, 1.0, 0.75, 2.0, 5, 2, 2, True),  # 25 taps: the forward's "shift" kernel only
 ]
 IDS = [f"{c[0]}-n{c[1]}-k{c[5]}-s{c[6]}-p{c[7]}-ceil{int(c[8])}" for c in CASES]
 
@@ -59,7 +60,7 @@ def _grad_and_out(fn, x, grad, args):
     return y.detach(), x.grad
 
 
-def _check(backend, x, args, seed=0, what=""):
+def _check(backend, x, args, seed=0, what="", flips=False):
     out_shape = _chain(x.double(), *args).shape
     grad = torch.randn(out_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.dtype)
     with fastalex.backend(backend):
@@ -75,7 +76,10 @@ def _check(backend, x, args, seed=0, what=""):
     else:
         y_t, dx_t = _grad_and_out(_chain, x, grad, args)
         assert_close(y, y_t, what=f"forward {what}")
-        assert_close(dx, dx_t, what=f"grad_input {what}")
+        if flips:  # compiled on a GPU: near-ties may pick another winner (tests/numerics.py)
+            assert_close_but_flips(dx, dx_t, what=f"grad_input {what}")
+        else:
+            assert_close(dx, dx_t, what=f"grad_input {what}")
     assert _layout(y) == _layout(y_t), f"output strides {what}: {y.stride()} vs torch's {y_t.stride()}"
     assert _layout(dx) == _layout(dx_t), f"grad strides {what}: {dx.stride()} vs torch's {dx_t.stride()}"
 
@@ -237,8 +241,9 @@ def test_gpu_parity(name, dtype, layout):
     if name not in fastalex.backends():
         pytest.skip(f"{name} unavailable")
     for case in CASES:
-        _check(name, _make(case[0], dtype, layout, seed=7).cuda(), case[1:], what=str(case))
-        _check(name, _make(case[0], dtype, layout, seed=8, kind="negative").cuda(), case[1:], what=f"ties {case}")
+        _check(name, _make(case[0], dtype, layout, seed=7).cuda(), case[1:], what=str(case), flips=True)
+        _check(name, _make(case[0], dtype, layout, seed=8, kind="negative").cuda(), case[1:], what=f"ties {case}",
+               flips=True)
 
 
 @pytest.mark.gpu
@@ -263,6 +268,6 @@ def test_gpu_triton_configs(channels_last):
     for cfg in fused_kernels.backward_candidates():
         dx = torch.full_like(x, float("nan"))
         if fits(lambda: fused_kernels.relu_lrn_max_pool2d_backward(x, grad, winners, dx, *args[:4], pool, config=cfg)):
-            assert_close(dx, dx_t, what=str(cfg))
+            assert_close_but_flips(dx, dx_t, what=str(cfg))
             ran += 1
     assert ran >= 6

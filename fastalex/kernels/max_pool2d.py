@@ -182,6 +182,15 @@ def _launch_backward(grad_y, winners, grad_x, pool: Pool, cfg: Config):
         **pool.constexprs(), TH=th, TW=tw, BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, num_warps=cfg.num_warps)
 
 
+def _fitting(configs: list[Config], channels: int) -> list[Config]:
+    # Channel blocks go on grid axis 1, which CUDA caps at 65535.
+    out = [c for c in configs if triton.cdiv(channels, c.block_c) <= 65535]
+    if not out:
+        raise ValueError(f"max_pool2d: the triton backend takes at most {65535 * max(c.block_c for c in configs)} "
+                         f"channels, got {channels}")
+    return out
+
+
 def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch.Tensor, pool: Pool,
                        config: Config | None = None) -> None:
     """Writes max-pool(x) into y and each window's winning tap into winners. x: (N, C, H, W); y and
@@ -193,7 +202,7 @@ def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch.Tensor, 
         cl = is_channels_last(x)
         config = _common.tuned_config(
             ("max_pool2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(y.shape[2:]), cl, pool),
-            candidates(cl), lambda cfg: _launch_forward(x, y, winners, pool, cfg))
+            _fitting(candidates(cl), x.shape[1]), lambda cfg: _launch_forward(x, y, winners, pool, cfg))
     _launch_forward(x, y, winners, pool, config)
 
 
@@ -208,5 +217,6 @@ def max_pool2d_backward(grad_y: torch.Tensor, winners: torch.Tensor, grad_x: tor
         cl = is_channels_last(grad_x)
         config = _common.tuned_config(
             ("max_pool2d_bwd", grad_x.device, grad_x.dtype, tuple(grad_x.shape[1:]), tuple(grad_y.shape[2:]), cl,
-             pool), candidates(cl), lambda cfg: _launch_backward(grad_y, winners, grad_x, pool, cfg))
+             pool), _fitting(candidates(cl), grad_x.shape[1]),
+            lambda cfg: _launch_backward(grad_y, winners, grad_x, pool, cfg))
     _launch_backward(grad_y, winners, grad_x, pool, config)

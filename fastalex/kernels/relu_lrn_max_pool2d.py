@@ -309,7 +309,10 @@ def relu_lrn_max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch
         cl = is_channels_last(x)
         config = _common.tuned_config(
             ("relu_lrn_max_pool2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), cl, size, pool),
-            forward_candidates(size, pool, cl), lambda cfg: _launch_forward(x, y, winners, size, alpha, beta, k, pool, cfg))
+            # the shift kernel puts channel blocks on grid axis 1 (at most 65535)
+            [c for c in forward_candidates(size, pool, cl)
+             if c.strategy == "sequential" or x.shape[1] <= 65535 * c.block_c],
+            lambda cfg: _launch_forward(x, y, winners, size, alpha, beta, k, pool, cfg))
     _launch_forward(x, y, winners, size, alpha, beta, k, pool, config)
 
 

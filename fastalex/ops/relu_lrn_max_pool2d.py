@@ -60,8 +60,8 @@ def relu_lrn_max_pool2d_backward(grad_output: torch.Tensor, winners: torch.Tenso
                                  stride: Sequence[int], padding: Sequence[int], backend: str) -> torch.Tensor:
     if not _fused(backend, size):
         channels_last = suggest_memory_format(input) == torch.channels_last
-        grad_lrn = max_pool2d_backward(grad_output, winners, input.shape, channels_last, kernel_size,
-                                                      stride, padding, _NO_DILATION, backend)
+        grad_lrn = max_pool2d_backward(grad_output, winners, input.shape, channels_last, kernel_size, stride, padding,
+                                       _NO_DILATION, backend)
         grad_relu = local_response_norm_backward(grad_lrn, torch.relu(input), size, alpha, beta, k, backend)
         # ReLU's own backward (zero where input <= 0; a NaN input passes the gradient, as in torch).
         return torch.ops.aten.threshold_backward(grad_relu, input, 0.0)
