@@ -96,7 +96,7 @@ def _cpu_flags() -> str:
 def _digest(with_cuda: bool) -> str:
     h = hashlib.sha256()
     sources = _CPU_SOURCES + (_CUDA_SOURCES if with_cuda else [])
-    headers = sorted(str(p.relative_to(CSRC)) for p in CSRC.rglob("*.h"))
+    headers = sorted(str(p.relative_to(CSRC)) for p in CSRC.rglob("*") if p.suffix in (".h", ".cuh"))
     for rel in sources + headers:
         h.update(rel.encode())
         h.update((CSRC / rel).read_bytes())

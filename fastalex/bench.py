@@ -181,9 +181,8 @@ def fns(case: Case, backend: str, x: torch.Tensor, grad: torch.Tensor):
         if case.op not in _COMPILED:
             # Static shapes, as torch.compile would serve one model; every case is a new shape, so let
             # dynamo keep more than its default 8 specialisations before it falls back to eager.
-            import torch._dynamo
+            import torch._dynamo.config as cfg
 
-            cfg = torch._dynamo.config
             name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
             setattr(cfg, name, max(getattr(cfg, name), 64))
             _COMPILED[case.op] = torch.compile(_torch_op(case.op), dynamic=False)

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "dtypes.cuh"
 #include "launchers.h"
 
 namespace fastalex {
@@ -17,24 +18,6 @@ namespace {
 
 constexpr int THREADS = 256;
 constexpr int CC = 32;  // output channels per chunk
-
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-template <typename T> __device__ __forceinline__ float to_acc(T v) { return static_cast<float>(v); }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> struct Store {
-  template <typename A> static __device__ __forceinline__ T from(A v) { return static_cast<T>(v); }
-};
-template <> struct Store<__half> {
-  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
-};
-template <> struct Store<__nv_bfloat16> {
-  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-};
 
 // Element e of a rows x ts tile -> (row, pos), with consecutive e consecutive in memory.
 __device__ __forceinline__ void tile_coords(int e, int rows, int ts, bool channels_contiguous, int& r, int& p) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "dtypes.cuh"
 #include "launchers.h"
 
 namespace fastalex {
@@ -20,24 +21,6 @@ constexpr int THREADS = 256;
 constexpr int64_t MAX_GRID_X = 1 << 18;  // with THREADS, a grid-stride step stays under 2^26
 constexpr int64_t MAX_GRID_Y = 65535;
 constexpr int64_t LIMIT32 = int64_t(1) << 30;
-
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> struct Store {
-  template <typename A> static __device__ __forceinline__ T from(A v) { return static_cast<T>(v); }
-};
-template <> struct Store<__half> {
-  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
-};
-template <> struct Store<__nv_bfloat16> {
-  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-};
 
 // Element e of a unit -> (oh or ih, ow or iw, c). CL: e = ((h * Wd) + w) * C + c; else e = h * Wd + w.
 template <bool CL, typename I>

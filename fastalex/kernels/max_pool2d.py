@@ -31,6 +31,24 @@ from fastalex.kernels._common import Pool
 
 
 @triton.jit
+def _scan_tap(v, ok, tap, best, winner):
+    # One step of torch's row-major scan: the first valid tap initialises (so a window of -inf alone
+    # picks its first element), then a tap replaces the best iff v > best or v is NaN.
+    take = ok & ((v > best) | (v != v) | (winner < 0))
+    return tl.where(take, v, best), tl.where(take, tap, winner)
+
+
+@triton.jit
+def _store_pooled(y_ptr, win_ptr, best, winner, n, c, oh, ow, mask, stride_yn, stride_yc, stride_yh, stride_yw,
+                  stride_wn, stride_wc, stride_wh, stride_ww):
+    # best, winner: [BLOCK_C, BLOCK_P] for channels c and output positions (oh, ow) of sample n.
+    y_off = n * stride_yn + c[:, None] * stride_yc + (oh * stride_yh + ow * stride_yw)[None, :]
+    w_off = n * stride_wn + c[:, None] * stride_wc + (oh * stride_wh + ow * stride_ww)[None, :]
+    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(win_ptr + w_off, tl.maximum(winner, 0).to(win_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _max_pool2d_forward_kernel(
     x_ptr,  # (N, C, H, W) input, any strides
     y_ptr,  # (N, C, Ho, Wo) pooled output, any strides
@@ -62,15 +80,9 @@ def _max_pool2d_forward_kernel(
             ok = (row_ok & (iw >= 0) & (iw < W))[None, :]
             v = tl.load(x_base + (ih * stride_xh + iw * stride_xw)[None, :], mask=mask_c[:, None] & ok,
                         other=float("-inf")).to(tl.float32)
-            # The first valid tap always initialises, so an all -inf window picks its first element.
-            take = ok & ((v > best) | (v != v) | (winner < 0))
-            best = tl.where(take, v, best)
-            winner = tl.where(take, jh * KW + jw, winner)
-    mask = mask_c[:, None] & mask_p[None, :]
-    y_off = n * stride_yn + c[:, None] * stride_yc + (oh * stride_yh + ow * stride_yw)[None, :]
-    w_off = n * stride_wn + c[:, None] * stride_wc + (oh * stride_wh + ow * stride_ww)[None, :]
-    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=mask)
-    tl.store(win_ptr + w_off, tl.maximum(winner, 0).to(win_ptr.dtype.element_ty), mask=mask)
+            best, winner = _scan_tap(v, ok, jh * KW + jw, best, winner)
+    _store_pooled(y_ptr, win_ptr, best, winner, n, c, oh, ow, mask_c[:, None] & mask_p[None, :],
+                  stride_yn, stride_yc, stride_yh, stride_yw, stride_wn, stride_wc, stride_wh, stride_ww)
 
 
 @triton.jit

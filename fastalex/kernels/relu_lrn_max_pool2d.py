@@ -32,7 +32,7 @@ from fastalex.kernels import _common
 from fastalex.kernels._common import Pool
 from fastalex.kernels.local_response_norm import (MAX_SEQUENTIAL_SIZE, _load_row, _load_rows, _pow_neg,
                                                   _prefetch, _shift_in, _slot, _sum_slots)
-from fastalex.kernels.max_pool2d import _gather_grad, check_offsets, is_channels_last
+from fastalex.kernels.max_pool2d import _gather_grad, _scan_tap, _store_pooled, check_offsets, is_channels_last
 
 MAX_SEQUENTIAL_TAPS = 16
 
@@ -147,15 +147,9 @@ def _forward_shift_kernel(
                 if d == LO:
                     r_c = r
             v = r_c * _pow_neg(k + alpha_over_size * window, beta)
-            # torch's scan: the first valid tap initialises, then v > best or NaN replaces.
-            take = ok[None, :] & ((v > best) | (v != v) | (winner < 0))
-            best = tl.where(take, v, best)
-            winner = tl.where(take, jh * KW + jw, winner)
-    mask = mask_c[:, None] & mask_p[None, :]
-    y_off = n * stride_yn + c[:, None] * stride_yc + (oh * stride_yh + ow * stride_yw)[None, :]
-    w_off = n * stride_wn + c[:, None] * stride_wc + (oh * stride_wh + ow * stride_ww)[None, :]
-    tl.store(y_ptr + y_off, best.to(y_ptr.dtype.element_ty), mask=mask)
-    tl.store(win_ptr + w_off, tl.maximum(winner, 0).to(win_ptr.dtype.element_ty), mask=mask)
+            best, winner = _scan_tap(v, ok[None, :], jh * KW + jw, best, winner)
+    _store_pooled(y_ptr, win_ptr, best, winner, n, c, oh, ow, mask_c[:, None] & mask_p[None, :],
+                  stride_yn, stride_yc, stride_yh, stride_yw, stride_wn, stride_wc, stride_wh, stride_ww)
 
 
 @triton.jit
