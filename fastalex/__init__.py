@@ -11,7 +11,9 @@
 """
 from fastalex import functional, nn, ops
 from fastalex._backends import BackendError, backend, backends, set_backend
+from fastalex.models import AlexNet, alexnet, convert, reference_alexnet
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendError", "backend", "backends", "functional", "nn", "ops", "set_backend", "__version__"]
+__all__ = ["AlexNet", "BackendError", "alexnet", "backend", "backends", "convert", "functional", "nn", "ops",
+           "reference_alexnet", "set_backend", "__version__"]

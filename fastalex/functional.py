@@ -262,6 +262,12 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     if activation not in (None, "relu"):
         raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
     groups = _check_int(op, "groups", groups, 1)
+    if isinstance(input, torch.Tensor) and input.is_floating_point() and torch.is_autocast_enabled(input.device.type):
+        # torch casts a convolution's operands to the autocast dtype before anything else (a custom op is
+        # not on autocast's lists, so do what it would).
+        dtype = torch.get_autocast_dtype(input.device.type)
+        input, weight = input.to(dtype), weight.to(dtype) if isinstance(weight, torch.Tensor) else weight
+        bias = bias.to(dtype) if isinstance(bias, torch.Tensor) else bias
     _check_conv_args(op, input, weight, bias, groups)
     stride = _check_pair(op, "stride", stride, 1)
     pad = _conv_padding(op, padding)

@@ -45,16 +45,18 @@ class ReLULRNMaxPool2d(torch.nn.Module):
                 f"stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}")
 
 
-class Conv2dReLU(torch.nn.Conv2d):
-    """torch.nn.Conv2d followed by ReLU, fused (fastalex.functional.conv2d_relu). Same parameters and
-    state_dict as torch.nn.Conv2d, so torch weights load into it. padding may also be a 4-tuple
-    (left, right, top, bottom), e.g. the paper's first layer: Conv2dReLU(3, 96, 11, stride=4,
-    padding=(1, 2, 1, 2)). Zero padding and dilation 1 only."""
+class Conv2d(torch.nn.Conv2d):
+    """torch.nn.Conv2d on fastalex's kernels (fastalex.functional.conv2d). Same parameters and state_dict
+    as torch.nn.Conv2d, so torch weights load into it; padding may also be a 4-tuple (left, right, top,
+    bottom), which torch.nn.Conv2d cannot do without a pad pass. Zero padding and dilation 1 only."""
+
+    activation: str | None = None
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, groups: int = 1,
                  bias: bool = True, device=None, dtype=None):
+        name = type(self).__name__
         if isinstance(padding, str):
-            raise ValueError(f"Conv2dReLU: padding must be ints (an int, a pair or a 4-tuple), got {padding!r}")
+            raise ValueError(f"{name}: padding must be ints (an int, a pair or a 4-tuple), got {padding!r}")
         asymmetric = isinstance(padding, (tuple, list)) and len(padding) == 4
         super().__init__(in_channels, out_channels, kernel_size, stride, 0 if asymmetric else padding, groups=groups,
                          bias=bias, device=device, dtype=dtype)
@@ -62,4 +64,12 @@ class Conv2dReLU(torch.nn.Conv2d):
             self.padding = tuple(padding)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.groups)
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.groups, self.activation)
+
+
+class Conv2dReLU(Conv2d):
+    """torch.nn.Conv2d followed by ReLU, fused (fastalex.functional.conv2d_relu): the bias and ReLU run in
+    the convolution's epilogue. Same parameters and state_dict as torch.nn.Conv2d, e.g. the paper's
+    first layer: Conv2dReLU(3, 96, 11, stride=4, padding=(1, 2, 1, 2))."""
+
+    activation = "relu"

@@ -343,3 +343,14 @@ def test_torch_compile_fullgraph():
     assert_rel_close(y.detach(), y_ref.detach(), what="compiled forward")
     assert_rel_close(w.grad, w_ref.grad, what="compiled grad_weight")
     torch.compiler.reset()
+
+
+def test_autocast_casts_operands():
+    """Under autocast the operands go to the autocast dtype, as torch does for its convolution."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    x, weight, bias, kw = _make(CASES[2], torch.float32, False)
+    with torch.autocast("cpu", dtype=torch.float16), fastalex.backend("triton"):
+        y = fa.conv2d_relu(x.half(), weight, bias, **kw)  # fp16 input, fp32 parameters: no dtype error
+    assert y.dtype == torch.float16
+    assert_rel_close(y.float(), _reference(x, weight, bias, True, **kw), rel=2e-3, what="autocast")
