@@ -26,7 +26,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-benchmark>=4"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "matplotlib"],
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["fastalex = fastalex.__main__:main"]},

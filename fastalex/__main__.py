@@ -45,7 +45,7 @@ def _bench(args) -> int:
         print("No GPU in use: measuring the CPU backends at small sizes (batch 16).")
     names = args.backends.split(",") if args.backends else [
         n for n in _backends.backends() if n != "torch" and (n in ("triton", "cuda")) == (device.type == "cuda")]
-    every = list(bench.OPS) + ["conv"]
+    every = list(bench.OPS) + ["conv", "model"]
     ops = args.ops.split(",") if args.ops else every
     unknown = [op for op in ops if op not in every]
     if unknown:
@@ -58,12 +58,17 @@ def _bench(args) -> int:
     refs = ("torch", "torch.compile") if args.compare_compile else ("torch",)
     copy = bench.copy_bandwidth_gbps(device)
     matmul = bench.matmul_tflops(device) if "conv" in ops else None
-    work = [(c, n) for op in ops if op != "conv" for c in bench.cases(op, device, quick=args.quick) for n in names]
+    work = [(c, n) for op in ops if op not in ("conv", "model") for c in bench.cases(op, device, quick=args.quick)
+            for n in names]
     if "conv" in ops:
         work += [(c, n) for c in bench.conv_cases(device, quick=args.quick) for n in names if n == "triton"]
+    if "model" in ops:
+        work += [(c, "fastalex") for c in bench.model_cases(device, quick=args.quick)]
     rows, ref_ms = [], {}
     for case, name in tqdm(work, desc="fastalex bench", file=sys.stderr):
-        if isinstance(case, bench.ConvCase):
+        if isinstance(case, bench.ModelCase):
+            rows.extend(bench.measure_model(case, device, refs))
+        elif isinstance(case, bench.ConvCase):
             rows.extend(bench.measure_conv(case, name, device, matmul, ref_ms))
         else:
             rows.extend(bench.measure(case, name, device, copy, ref_ms, refs))
@@ -74,6 +79,9 @@ def _bench(args) -> int:
                        "matmul_tflops": matmul, "command": " ".join(sys.argv), "rows": [r.as_dict() for r in rows]},
                       f, indent=1)
     print(table)
+    if args.plot:
+        bench.plot(rows, args.plot, f"fastalex bench on {bench.device_name(device)}")
+        print(f"plot written to {args.plot}")
     return 0
 
 
@@ -88,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--backends", help="comma-separated fastalex backends (default: all available for the device)")
     p.add_argument("--json", help="write every figure, the device and the versions to this file")
-    p.add_argument("--ops", help=f"comma-separated operators (default: all of {', '.join(OPS)}, conv)")
+    p.add_argument("--ops", help=f"comma-separated (default: all of {', '.join(OPS)}, conv, model)")
+    p.add_argument("--plot", help="draw the speed-ups to this PNG (needs matplotlib)")
     p.add_argument("--compare-compile", action="store_true", help="also time torch.compile of the torch code")
     p.add_argument("--quick", action="store_true", help="one small case per operator, to check that everything runs")
     p.set_defaults(func=_bench)

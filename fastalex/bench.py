@@ -216,11 +216,11 @@ class Row:
 
     @property
     def rate(self) -> float:
-        return self.work / (self.ms * 1e-3) / (1e9 if self.unit == "GB/s" else 1e12)
+        return self.work / (self.ms * 1e-3) / {"GB/s": 1e9, "TFLOP/s": 1e12, "img/s": 1.0}[self.unit]
 
     @property
     def frac(self) -> float:
-        return self.rate / self.peak
+        return self.rate / self.peak if self.peak else float("nan")
 
     @property
     def speedup(self) -> float:
@@ -264,7 +264,8 @@ def format_table(rows: list[Row], device_name: str, copy_gbps: float, matmul_tfl
              f"{'rate':>15} {'% peak':>7}"]
     for r in rows:
         lines.append(f"{r.op:<26} {r.case:<26} {r.backend:<8} {r.ms:>9.4f} {r.ref:<13} {r.ref_ms:>9.4f} "
-                     f"{r.speedup:>7.2f}x {r.rate:>7.1f} {r.unit:<7} {100 * r.frac:>6.1f}%")
+                     f"{r.speedup:>7.2f}x {r.rate:>7.1f} {r.unit:<7} "
+                     + (f"{100 * r.frac:>6.1f}%" if r.peak else f"{'-':>7}"))
     return "\n".join(lines)
 
 
@@ -396,3 +397,107 @@ def measure_conv(case: ConvCase, backend: str, device: torch.device, matmul: flo
         rows.append(Row(f"conv_relu_{kind}", case.name, backend, time_ms(ours[kind], device), ref_ms[key],
                         flops[kind], matmul, "torch", "TFLOP/s"))
     return rows
+
+
+# --- The whole model: a training step (forward, cross-entropy, backward, SGD with momentum and weight
+# decay) and inference, fastalex.AlexNet against reference_alexnet with the same weights.
+
+@dataclasses.dataclass
+class ModelCase:
+    variant: str
+    batch: int
+    size: int
+    autocast: torch.dtype | None  # None: fp32
+
+    @property
+    def name(self) -> str:
+        amp = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.autocast]
+        return f"{self.variant} {self.batch}x3x{self.size}x{self.size} {amp}"
+
+
+def model_cases(device: torch.device, quick: bool = False) -> list[ModelCase]:
+    """Batch 128 at 224 on a GPU (bf16 autocast and fp32); batch 8 on the CPU; quick: batch 2 at 64."""
+    if quick:
+        return [ModelCase("paper", 2, 64, None)]
+    if device.type != "cuda":
+        return [ModelCase("paper", 8, 224, None)]
+    return [ModelCase("paper", 128, 224, torch.bfloat16), ModelCase("paper", 128, 224, None)]
+
+
+def model_fns(case: ModelCase, which: str, device: torch.device):
+    """(inference, train step) closures for "fastalex" (fastalex.AlexNet on the default backend),
+    "torch" (reference_alexnet, eager) or "torch.compile" (reference_alexnet compiled)."""
+    from fastalex.models import AlexNet, reference_alexnet
+
+    torch.manual_seed(0)
+    ref = reference_alexnet(case.variant).to(device)
+    model = ref
+    if which == "fastalex":
+        model = AlexNet(variant=case.variant).to(device)
+        model.load_state_dict(ref.state_dict())
+    elif which == "torch.compile":
+        model = torch.compile(ref)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    g = torch.Generator(device=device).manual_seed(1)
+    x = torch.randn(case.batch, 3, case.size, case.size, generator=g, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 1000, (case.batch,), generator=g, device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+
+    def amp():
+        return torch.autocast(device.type, dtype=case.autocast, enabled=case.autocast is not None)
+
+    def inference():
+        model.eval()
+        with torch.no_grad(), amp():
+            return model(x)
+
+    def train_step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with amp():
+            loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        opt.step()
+
+    return inference, train_step
+
+
+def measure_model(case: ModelCase, device: torch.device, refs: tuple[str, ...] = ("torch",)) -> list[Row]:
+    """Inference and train-step rows (img/s) for fastalex.AlexNet against each reference."""
+    ours = dict(zip(("inference", "train_step"), model_fns(case, "fastalex", device)))
+    ours_ms = {kind: time_ms(fn, device, warmup=3, samples=5, budget_s=2.0) for kind, fn in ours.items()}
+    rows = []
+    for ref in refs:
+        theirs = dict(zip(("inference", "train_step"), model_fns(case, ref, device)))
+        for kind in ("inference", "train_step"):
+            rows.append(Row(f"alexnet_{kind}", case.name, "fastalex", ours_ms[kind],
+                            time_ms(theirs[kind], device, warmup=3, samples=5, budget_s=2.0), case.batch, 0.0, ref,
+                            "img/s"))
+    return rows
+
+
+def plot(rows: list[Row], path: str, title: str) -> None:
+    """The speed-ups as horizontal bars, one per row, against 1x (torch), to a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("--plot needs matplotlib: pip install matplotlib") from e
+    labels = [f"{r.op} {r.case} [{r.backend} vs {r.ref}]" for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(rows) + 1.5))
+    ax.barh(range(len(rows)), [r.speedup for r in rows], color=["tab:green" if r.speedup >= 1 else "tab:red"
+                                                                   for r in rows])
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up over the reference (log scale)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

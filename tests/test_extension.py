@@ -81,7 +81,8 @@ def test_bench_command_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("covered by benchmarks/gpu_check.sh on a GPU")
     path = tmp_path / "bench.json"
-    out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--json", str(path), "--quick"],
+    png = tmp_path / "bench.png"
+    out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--json", str(path), "--plot", str(png), "--quick"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "No GPU in use" in out.stdout
@@ -90,11 +91,14 @@ def test_bench_command_cpu(tmp_path):
     data = json.loads(path.read_text())
     assert data["rows"] and all(r["ms"] > 0 and r["ref_ms"] > 0 for r in data["rows"])
     assert {r["op"] for r in data["rows"]} == {f"{op}_{kind}" for op in ("lrn", "max_pool", "relu_lrn_max_pool")
-                                               for kind in ("fwd", "fwd+bwd")}
+                                               for kind in ("fwd", "fwd+bwd")} | {"alexnet_inference",
+                                                                                  "alexnet_train_step"}
+    assert "conv: skipped on the CPU" in out.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_command_rejects_an_unknown_op():
     out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--ops", "lrn,conv9"], capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 2
-    assert "fastalex bench: unknown op conv9; choose from lrn, max_pool, relu_lrn_max_pool" in out.stderr
+    assert "fastalex bench: unknown op conv9; choose from lrn, max_pool, relu_lrn_max_pool, conv, model" in out.stderr
