@@ -426,15 +426,18 @@ def model_cases(device: torch.device, quick: bool = False) -> list[ModelCase]:
 
 def model_fns(case: ModelCase, which: str, device: torch.device):
     """(inference, train step) closures for "fastalex" (fastalex.AlexNet on the default backend),
-    "torch" (reference_alexnet, eager) or "torch.compile" (reference_alexnet compiled)."""
+    "fastalex.compile" (the same under torch.compile), "torch" (reference_alexnet, eager) or
+    "torch.compile" (reference_alexnet compiled)."""
     from fastalex.models import AlexNet, reference_alexnet
 
     torch.manual_seed(0)
     ref = reference_alexnet(case.variant).to(device)
     model = ref
-    if which == "fastalex":
+    if which.startswith("fastalex"):
         model = AlexNet(variant=case.variant).to(device)
         model.load_state_dict(ref.state_dict())
+        if which == "fastalex.compile":
+            model = torch.compile(model)
     elif which == "torch.compile":
         model = torch.compile(ref)
     if device.type == "cuda":
@@ -466,17 +469,18 @@ def model_fns(case: ModelCase, which: str, device: torch.device):
 
 
 def measure_model(case: ModelCase, device: torch.device, refs: tuple[str, ...] = ("torch",)) -> list[Row]:
-    """Inference and train-step rows (img/s) for fastalex.AlexNet against each reference."""
-    ours = dict(zip(("inference", "train_step"), model_fns(case, "fastalex", device)))
-    ours_ms = {kind: time_ms(fn, device, warmup=3, samples=5, budget_s=2.0) for kind, fn in ours.items()}
-    rows = []
-    for ref in refs:
-        theirs = dict(zip(("inference", "train_step"), model_fns(case, ref, device)))
-        for kind in ("inference", "train_step"):
-            rows.append(Row(f"alexnet_{kind}", case.name, "fastalex", ours_ms[kind],
-                            time_ms(theirs[kind], device, warmup=3, samples=5, budget_s=2.0), case.batch, 0.0, ref,
-                            "img/s"))
-    return rows
+    """Inference and train-step rows (img/s) for fastalex.AlexNet against each reference; with
+    "torch.compile" among them, fastalex under torch.compile against it too."""
+    def timed(which):
+        fns = dict(zip(("inference", "train_step"), model_fns(case, which, device)))
+        return {kind: time_ms(fn, device, warmup=3, samples=5, budget_s=2.0) for kind, fn in fns.items()}
+
+    pairs = [("fastalex", ref) for ref in refs]
+    if "torch.compile" in refs:
+        pairs.append(("fastalex.compile", "torch.compile"))
+    ms = {which: timed(which) for which in dict.fromkeys(w for pair in pairs for w in pair)}
+    return [Row(f"alexnet_{kind}", case.name, ours, ms[ours][kind], ms[ref][kind], case.batch, 0.0, ref, "img/s")
+            for ours, ref in pairs for kind in ("inference", "train_step")]
 
 
 def plot(rows: list[Row], path: str, title: str) -> None:

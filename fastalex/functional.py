@@ -262,12 +262,16 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     if activation not in (None, "relu"):
         raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
     groups = _check_int(op, "groups", groups, 1)
-    if isinstance(input, torch.Tensor) and input.is_floating_point() and torch.is_autocast_enabled(input.device.type):
+    if isinstance(input, torch.Tensor) and torch.is_autocast_enabled(input.device.type):
         # torch casts a convolution's operands to the autocast dtype before anything else (a custom op is
-        # not on autocast's lists, so do what it would).
+        # not on autocast's lists, so do what it would): floating point tensors other than float64.
         dtype = torch.get_autocast_dtype(input.device.type)
-        input, weight = input.to(dtype), weight.to(dtype) if isinstance(weight, torch.Tensor) else weight
-        bias = bias.to(dtype) if isinstance(bias, torch.Tensor) else bias
+
+        def cast(t):
+            eligible = isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+            return t.to(dtype) if eligible else t
+
+        input, weight, bias = cast(input), cast(weight), cast(bias)
     _check_conv_args(op, input, weight, bias, groups)
     stride = _check_pair(op, "stride", stride, 1)
     pad = _conv_padding(op, padding)

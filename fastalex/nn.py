@@ -52,11 +52,16 @@ class Conv2d(torch.nn.Conv2d):
 
     activation: str | None = None
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, groups: int = 1,
-                 bias: bool = True, device=None, dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        # torch.nn.Conv2d's arguments in torch's order, so positional calls mean the same thing.
         name = type(self).__name__
         if isinstance(padding, str):
             raise ValueError(f"{name}: padding must be ints (an int, a pair or a 4-tuple), got {padding!r}")
+        if dilation not in (1, (1, 1), [1, 1]):
+            raise ValueError(f"{name}: dilation must be 1, got {dilation!r}")
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: padding_mode must be 'zeros', got {padding_mode!r}")
         asymmetric = isinstance(padding, (tuple, list)) and len(padding) == 4
         super().__init__(in_channels, out_channels, kernel_size, stride, 0 if asymmetric else padding, groups=groups,
                          bias=bias, device=device, dtype=dtype)

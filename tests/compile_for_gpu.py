@@ -43,6 +43,8 @@ KERNELS = [
                                        BLOCK_N=128, BLOCK_K=32, N_TILES=1), 4),
     (conv._conv2d_forward_kernel, dict(KH=11, KW=11, SH=4, SW=4, PT=1, PL=1, HAS_BIAS=True, RELU=True,
                                        PRECISION="tf32", BLOCK_M=128, BLOCK_N=32, BLOCK_K=32, N_TILES=3), 4),
+    (conv._conv2d_forward_kernel, dict(**CONV, HAS_BIAS=False, RELU=False, PRECISION="ieee", BLOCK_M=64,
+                                       BLOCK_N=64, BLOCK_K=64, N_TILES=2), 4),
     (conv._conv2d_grad_input_kernel, dict(**CONV, RELU=True, PRECISION="tf32", BLOCK_M=128, BLOCK_N=128,
                                           BLOCK_K=32), 4),
     (conv._conv2d_grad_weight_kernel, dict(**CONV, RELU=True, BIAS=True, PRECISION="tf32", BLOCK_M=128,

@@ -354,3 +354,52 @@ def test_autocast_casts_operands():
         y = fa.conv2d_relu(x.half(), weight, bias, **kw)  # fp16 input, fp32 parameters: no dtype error
     assert y.dtype == torch.float16
     assert_rel_close(y.float(), _reference(x, weight, bias, True, **kw), rel=2e-3, what="autocast")
+
+
+def test_non_contiguous_bias():
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    x, weight, _, kw = _make(CASES[2], torch.float32, False)
+    bias = torch.randn(2 * weight.shape[0])[::2]
+    with fastalex.backend("triton"):
+        y = fa.conv2d_relu(x, weight, bias, **kw)
+    assert_rel_close(y, _reference(x, weight, bias, True, **kw), what="strided bias")
+
+
+def test_nan_propagates_like_torch():
+    """torch.relu keeps NaN, and its backward passes the gradient where the output is NaN."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    x, weight, bias, kw = _make(CASES[2], torch.float32, False)
+    x[0, 0, 3, 3] = float("nan")
+    with fastalex.backend("triton"):
+        ours = _grads(lambda a, b, c: fa.conv2d_relu(a, b, c, **kw), x, weight, bias)
+    theirs = _grads(lambda a, b, c: _reference(a, b, c, True, **kw), x, weight, bias)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_tf32_follows_torchs_new_api():
+    """torch.backends.cudnn.conv.fp32_precision is what torch's convolutions follow; the legacy flag
+    raises once the new API sets conv and RNN apart."""
+    module = sys.modules["fastalex.ops.conv2d"]
+    conv = torch.backends.cudnn.conv
+    saved = conv.fp32_precision
+    try:
+        conv.fp32_precision = "ieee"
+        assert module.torch_conv_uses_tf32() is False
+        conv.fp32_precision = "tf32"
+        assert module.torch_conv_uses_tf32() is True
+    finally:
+        conv.fp32_precision = saved
+
+
+def test_module_takes_torchs_positional_arguments():
+    m = fastalex.nn.Conv2d(4, 8, 3, 1, 1, 1, 2)  # torch's order: stride, padding, dilation, groups
+    ref = torch.nn.Conv2d(4, 8, 3, 1, 1, 1, 2)
+    assert m.groups == ref.groups == 2 and m.weight.shape == ref.weight.shape
+    with pytest.raises(ValueError, match=r"Conv2d: dilation must be 1, got 2"):
+        fastalex.nn.Conv2d(4, 8, 3, dilation=2)
+    with pytest.raises(ValueError, match=r"Conv2dReLU: padding_mode must be 'zeros', got 'reflect'"):
+        fastalex.nn.Conv2dReLU(4, 8, 3, padding_mode="reflect")

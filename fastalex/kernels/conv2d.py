@@ -67,7 +67,7 @@ def _epilogue(acc, y_ptr, b_ptr, y_row, co, mask_m, g, CG_OUT, stride_yc, HAS_BI
     if HAS_BIAS:
         acc += tl.load(b_ptr + g * CG_OUT + co, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     if RELU:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.where(acc < 0, 0.0, acc)  # torch.relu: NaN stays NaN (tl.maximum would drop it)
     y_off = y_row[:, None] + ((g * CG_OUT + co) * stride_yc)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -136,7 +136,7 @@ def _load_grad_output(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
     grad = tl.load(g_ptrs, mask=mask, other=0.0)
     if RELU:
         y = tl.load(y_ptrs, mask=mask, other=0.0)
-        grad = tl.where(y > 0, grad, 0.0)
+        grad = tl.where(y <= 0, 0.0, grad)  # torch's threshold_backward: a NaN output passes the gradient
     return grad
 
 
@@ -296,8 +296,9 @@ def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, c
     cg_in, cg_out = x.shape[1] // geo.groups, w.shape[0] // geo.groups
     M = N * Ho * Wo
     grid = (triton.cdiv(M, cfg.block_m), triton.cdiv(cg_out, cfg.block_n * cfg.n_tiles), geo.groups)
+    bias_arg = b.contiguous() if b is not None else w  # the epilogue reads the bias with stride 1
     _conv2d_forward_kernel[grid](
-        x, w, b if b is not None else w, y, H, W, Ho, Wo, M, cg_in, cg_out, *x.stride(), *w.stride(), *y.stride(),
+        x, w, bias_arg, y, H, W, Ho, Wo, M, cg_in, cg_out, *x.stride(), *w.stride(), *y.stride(),
         **geo.constexprs(), HAS_BIAS=b is not None, RELU=relu, PRECISION=precision,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_TILES=cfg.n_tiles,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)

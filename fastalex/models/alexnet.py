@@ -160,7 +160,7 @@ class _AlexNetBase(nn.Module):
         return x
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        other = _variant_of(state_dict)
+        other = _variant_of(state_dict) if strict else None  # strict=False: a deliberate partial transfer
         if other is not None and other != self.variant:
             raise ValueError(f"{type(self).__name__}(variant={self.variant!r}): this state_dict is from the "
                              f"{other!r} variant; build the model with variant={other!r}")

@@ -28,16 +28,23 @@ def _fast_conv(m: nn.Conv2d, relu: bool) -> fnn.Conv2d:
     return new
 
 
-def _pool_convertible(m: nn.MaxPool2d) -> str | None:
-    if m.return_indices:
-        return "return_indices=True inside a chain"
-    return None
-
-
 def _as_fast(m: nn.Module, cls):
     new = cls.__new__(cls)
     new.__dict__ = m.__dict__.copy()
     return new
+
+
+def _hooked(*mods: nn.Module) -> bool:
+    # Fusing would change what a hook sees (a conv's hook would get the post-ReLU output) or drop it.
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or
+               getattr(m, "_backward_pre_hooks", None) for m in mods)
+
+
+def _fusable_chain(mods: list[nn.Module]) -> bool:
+    """ReLU -> LocalResponseNorm -> MaxPool2d (dilation 1, no indices), no hooks."""
+    return (len(mods) >= 3 and type(mods[0]) is nn.ReLU and type(mods[1]) is nn.LocalResponseNorm
+            and type(mods[2]) is nn.MaxPool2d and mods[2].dilation in (1, (1, 1)) and not mods[2].return_indices
+            and not _hooked(*mods[:3]))
 
 
 def _convert_sequential(seq: nn.Sequential, report: list[str], prefix: str) -> None:
@@ -46,9 +53,8 @@ def _convert_sequential(seq: nn.Sequential, report: list[str], prefix: str) -> N
     while i < len(mods):
         name, m = mods[i]
         nxt = [mods[j][1] for j in range(i + 1, min(i + 4, len(mods)))]
-        # ReLU -> LocalResponseNorm -> MaxPool2d (dilation 1): one fused module, Identity in the others' places.
-        if (type(m) is nn.ReLU and len(nxt) >= 2 and type(nxt[0]) is nn.LocalResponseNorm
-                and type(nxt[1]) is nn.MaxPool2d and nxt[1].dilation in (1, (1, 1)) and not nxt[1].return_indices):
+        # ReLU -> LocalResponseNorm -> MaxPool2d: one fused module, Identity in the others' places.
+        if _fusable_chain([m] + nxt):
             lrn, pool = nxt[0], nxt[1]
             seq._modules[name] = fnn.ReLULRNMaxPool2d(lrn.size, lrn.alpha, lrn.beta, lrn.k, pool.kernel_size,
                                                       pool.stride, pool.padding, pool.ceil_mode)
@@ -62,8 +68,8 @@ def _convert_sequential(seq: nn.Sequential, report: list[str], prefix: str) -> N
                 report.append(f"{prefix}{name}: Conv2d with {why} left as is")
             else:
                 # A ReLU right after goes into the convolution's epilogue, unless it opens a ReLU-LRN-pool chain.
-                relu_next = nxt and type(nxt[0]) is nn.ReLU and not (
-                    len(nxt) >= 3 and type(nxt[1]) is nn.LocalResponseNorm and type(nxt[2]) is nn.MaxPool2d)
+                relu_next = (bool(nxt) and type(nxt[0]) is nn.ReLU and not _fusable_chain(nxt)
+                             and not _hooked(m, nxt[0]))
                 seq._modules[name] = _fast_conv(m, relu=bool(relu_next))
                 if relu_next:
                     seq._modules[mods[i + 1][0]] = nn.Identity()
@@ -74,8 +80,15 @@ def _convert_sequential(seq: nn.Sequential, report: list[str], prefix: str) -> N
         i += 1
 
 
+_SWAPPABLE = (nn.Conv2d, nn.LocalResponseNorm, nn.MaxPool2d)
+_FASTALEX = (fnn.Conv2d, fnn.LocalResponseNorm, fnn.MaxPool2d, fnn.ReLULRNMaxPool2d)
+
+
 def _convert_one(parent: nn.Module, name: str, m: nn.Module, report: list[str], prefix: str) -> None:
-    if type(m) is nn.Conv2d:
+    if isinstance(m, _SWAPPABLE) and type(m) not in _SWAPPABLE and not isinstance(m, _FASTALEX):
+        # A subclass (or a parametrized module) may compute something else: not ours to replace.
+        report.append(f"{prefix}{name}: {type(m).__name__} (a subclass of {type(m).__mro__[1].__name__}) left as is")
+    elif type(m) is nn.Conv2d:
         why = _conv_convertible(m)
         if why:
             report.append(f"{prefix}{name}: Conv2d with {why} left as is")
@@ -90,8 +103,8 @@ def _convert_one(parent: nn.Module, name: str, m: nn.Module, report: list[str], 
 
 
 def _walk(module: nn.Module, report: list[str], prefix: str) -> None:
-    if isinstance(module, nn.Sequential):
-        _convert_sequential(module, report, prefix)
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        _convert_sequential(module, report, prefix)  # a plain chain: neighbours may fuse
         return
     for name, child in list(module._modules.items()):
         if child is not None:
@@ -104,8 +117,11 @@ def convert(module: nn.Module, report: list[str] | None = None) -> nn.Module:
     by fastalex's modules, sharing the same parameters (the optimizer's references stay valid) and the
     same state_dict keys (fused-away layers become nn.Identity). Returns `module`.
 
-    What it cannot convert (a Conv2d with dilation, non-zero padding modes or string padding) it leaves
-    alone, lists in `report` if one is given, and names in a warning.
+    Fusion happens only inside plain nn.Sequential chains and never across a module with hooks. What
+    it cannot convert (a Conv2d with dilation, non-zero padding modes or string padding; subclasses
+    of the torch modules, parametrized ones included) it leaves alone, lists in `report` if one is
+    given, and names in a warning. A root module that is itself a Conv2d, LocalResponseNorm or
+    MaxPool2d is replaced by a new object (sharing its parameters): use the return value.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert: module must be a torch.nn.Module, got {type(module).__name__}")

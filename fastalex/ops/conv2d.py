@@ -21,14 +21,29 @@ def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after:
     return (size + pad_before + pad_after - kernel) // stride + 1
 
 
+def torch_conv_uses_tf32() -> bool:
+    """Whether torch's own convolutions run fp32 as TF32: torch.backends.cudnn.conv.fp32_precision
+    (which inherits from cudnn.fp32_precision and backends.fp32_precision), else the legacy
+    torch.backends.cudnn.allow_tf32. Reading the legacy flag raises once the new API has set the
+    conv and RNN precisions apart, hence the new one first."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    level = getattr(conv, "fp32_precision", None)
+    if level in ("tf32", "ieee"):
+        return level == "tf32"
+    try:
+        return bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return False
+
+
 def precision(dtype: torch.dtype) -> str:
-    """How tl.dot multiplies fp32 data: TF32 exactly when torch would use it for a convolution
-    (torch.backends.cudnn.allow_tf32), else IEEE fp32; always IEEE in the interpreter. fp16/bf16 run
-    natively on the tensor cores (Triton's default setting, which only fp32 operands read)."""
+    """How tl.dot multiplies fp32 data: TF32 exactly when torch would use it for a convolution, else
+    IEEE fp32; always IEEE in the interpreter. fp16/bf16 run natively on the tensor cores (Triton's
+    default setting, which only fp32 operands read)."""
     if interpreting():
         return "ieee"
     if dtype == torch.float32:
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+        return "tf32" if torch_conv_uses_tf32() else "ieee"
     return "tf32"
 
 
