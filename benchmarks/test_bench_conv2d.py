@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
+import fastalex
 from conftest import DEVICE
 from fastalex import bench
-import fastalex
 
 CASES = bench.conv_cases(DEVICE) if DEVICE.type == "cuda" else []
 
