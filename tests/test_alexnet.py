@@ -110,6 +110,17 @@ def test_paper_init():
     assert [float(fc.bias.detach().mean()) for fc in linears] == [1.0, 1.0, 0.0]
 
 
+def test_kaiming_init():
+    torch.manual_seed(0)
+    m = fastalex.AlexNet(init="kaiming", groups=2)
+    layers = [x for x in list(m.features) + list(m.classifier) if isinstance(x, (nn.Conv2d, nn.Linear))]
+    for layer in layers[:-1]:
+        fan_in = layer.weight[0].numel()
+        assert abs(layer.weight.std().item() / (2 / fan_in) ** 0.5 - 1) < 0.05
+    assert abs(layers[-1].weight.std().item() - 0.01) < 1e-3
+    assert all(float(layer.bias.abs().max()) == 0.0 for layer in layers)
+
+
 def test_convert_reference_matches_and_shares_parameters():
     if "cpu" not in fastalex.backends():
         pytest.skip("cpu backend unavailable")
