@@ -24,6 +24,7 @@ setup(
         "ninja",
         "numpy",
         "tqdm",
+        "pillow",  # decoding image folders for `fastalex train`
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-benchmark>=4", "matplotlib"],

@@ -1,0 +1,41 @@
+"""The input pipeline of `fastalex train`: the paper's augmentation on the device, and one epoch of
+training on the default synthetic dataset.
+
+Targets (H100/H200): augmentation (random crop + flip, PCA colour noise, normalisation; batch 128,
+uint8 256 -> 224) at least 10x the training step's img/s, so it never limits training; a training
+epoch waiting for data under 5% of its time (train_epoch row: speed-up column >= 0.95x). On the CPU
+the rows use a batch of 32 and a small epoch (72 -> 64), to check that everything runs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from conftest import DEVICE
+from fastalex import bench
+
+
+@pytest.mark.parametrize("case", bench.augment_cases(DEVICE), ids=lambda c: c.name.replace(" ", "-"))
+def test_augment(benchmark, case, record):
+    row = bench.measure_augment(case, DEVICE)
+    record([row])
+    benchmark.extra_info.update(rows=[row.as_dict()])
+    run = bench.augment_fn(case, DEVICE)
+
+    def once():
+        run()
+        bench.sync(DEVICE)
+
+    benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)
+
+
+def test_train_epoch(benchmark, record):
+    quick = DEVICE.type != "cuda"
+    rows = []
+
+    def once():
+        rows.append(bench.measure_train_epoch(DEVICE, quick=quick))
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    row, epoch = rows[0]
+    record([row])
+    benchmark.extra_info.update(rows=[row.as_dict()], epoch=epoch)

@@ -1,0 +1,292 @@
+"""`fastalex train` / `fastalex eval` on the CPU at a tiny size: learning, exact resume, Ctrl-C,
+atomic checkpoints, DDP (gloo, 2 processes) against one process at twice the batch, bad inputs."""
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fastalex
+from fastalex import checkpoint as ckpt
+from fastalex import datasets
+from fastalex.__main__ import main
+from fastalex.evaluation import run_eval
+from fastalex.training import TrainConfig, train
+
+pytestmark = pytest.mark.skipif("cpu" not in fastalex.backends(), reason="needs the C++ extension's CPU kernels")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    """64 px crops of 72 px synthetic images: the smallest the paper variant takes."""
+    base = dict(out=str(tmp_path / "run"), device="cpu", epochs=1, batch_size=8, image_size=72, crop_size=64,
+                train_images=48, val_images=24, workers=0, progress=False, plot=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def assert_same_weights(a: dict, b: dict, **tol) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if tol:
+            torch.testing.assert_close(a[k], b[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_training_lowers_the_loss_and_writes_logs_checkpoints_and_plot(tmp_path):
+    # 60 steps of batch 16 at 64 px; the loss starts at ln(12) = 2.48 (the last layer is near zero)
+    config = tiny(tmp_path, epochs=5, batch_size=16, train_images=192, val_images=48, lr=0.003, dropout=0.0,
+                  plot=True)
+    result = train(config)
+    history = result["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    assert result["steps"] == 5 * 12 and not result["stopped"]
+    chance = math.log(12)
+    assert history[-1]["train_loss"] < chance - 0.25 and history[-1]["val_loss"] < chance, history
+    out = Path(config.out)
+    assert (out / "checkpoint.pt").is_file() and (out / "best.pt").is_file() and (out / "curves.png").is_file()
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,lr,train_loss") and len(rows) == 6
+    logged = json.loads((out / "metrics.json").read_text())
+    assert logged[-1]["val_top5_err"] <= logged[-1]["val_top1_err"]
+    assert 0 <= logged[-1]["data_wait_frac"] <= 1 and logged[-1]["img_per_s"] > 0
+    assert not list(out.glob("*.tmp")), "a temporary checkpoint file was left behind"
+
+
+@pytest.mark.parametrize("stop_at", [3, 6], ids=["mid-epoch", "epoch-end"])
+def test_resume_continues_exactly(tmp_path, stop_at):
+    # 6 steps per epoch; a straight run of 8 steps against a run stopped at stop_at and resumed.
+    straight = train(tiny(tmp_path, out=str(tmp_path / "straight"), epochs=2, max_steps=8))
+    first = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=stop_at))
+    assert first["steps"] == stop_at
+    resumed = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=8),
+                    resume=tmp_path / "split" / "checkpoint.pt")
+    assert resumed["steps"] == 8
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "split"))
+    assert_same_weights(a["model"], b["model"])
+    # the loss sums of the second epoch so far, step by step the same
+    assert torch.equal(a["meter"][0]["sums"], b["meter"][0]["sums"])
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+
+
+class _InterruptAt(torch.utils.data.Dataset):
+    """Sends this process SIGINT when image `at` is read, as a Ctrl-C would (workers=0)."""
+
+    def __init__(self, inner, at):
+        self.inner, self.at, self.classes = inner, at, inner.classes
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        if i == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner[i]
+
+
+def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, monkeypatch):
+    from fastalex import training
+
+    build = training.build_datasets
+
+    def interrupted(config):
+        train_set, val_set, classes, described = build(config)
+        # the first image of the third batch of epoch 0's order
+        first_of_third = training.ShardedSampler(len(train_set), config.batch_size, training.Distributed(),
+                                                 config.seed)._indices()[2 * config.batch_size]
+        return _InterruptAt(train_set, first_of_third), val_set, classes, described
+
+    monkeypatch.setattr(training, "build_datasets", interrupted)
+    result = train(tiny(tmp_path, epochs=2))
+    assert result["stopped"] and result["steps"] == 3  # the interrupted step ran to completion
+    state = ckpt.load(Path(result["out"]) / "checkpoint.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_atomic({"format": ckpt.FORMAT, "version": 1}, path)
+    real_save = torch.save
+
+    def dies_halfway(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04 partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_atomic({"format": ckpt.FORMAT, "version": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(path, weights_only=False)["version"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_eval_centre_and_ten_crop(tmp_path, capsys):
+    config = tiny(tmp_path, max_steps=2)
+    train(config)
+    path = Path(config.out) / "checkpoint.pt"
+    centre = run_eval(path, batch_size=5, progress=False)
+    tens = run_eval(path, ten_crop=True, batch_size=5, progress=False)
+    for r in (centre, tens):
+        assert r["images"] == 24 and 0 <= r["top5_err"] <= r["top1_err"] <= 1 and r["loss"] > 0
+    assert (centre["crops"], tens["crops"]) == ("centre crop", "ten-crop")
+    assert main(["eval", "--checkpoint", str(path), "--ten-crop", "--no-progress", "--json",
+                 str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "ten-crop" in out and "top-1 error" in out and "top-5 error" in out
+    assert json.loads((tmp_path / "e.json").read_text())["top1_err"] == pytest.approx(tens["top1_err"])
+
+
+def test_cli_train_with_defaults_for_the_cpu(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "cli"), "--max-steps", "2", "--train-images", "64",
+                 "--val-images", "16", "--workers", "0", "--no-progress", "--device", "cpu"])
+    assert code == 0
+    state = ckpt.load(tmp_path / "cli" / "checkpoint.pt")
+    assert state["config"]["crop_size"] == 64 and state["config"]["batch_size"] == 32 and state["step"] == 2
+
+
+# --- Several processes (gloo): 2 ranks at batch B against 1 process at batch 2B, after one step.
+
+def _torchrun(nproc: int, args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0",
+           "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", "-m", "fastalex", "train", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+
+
+def test_ddp_two_ranks_match_one_process_at_twice_the_batch(tmp_path):
+    common = ["--device", "cpu", "--image-size", "72", "--crop-size", "64", "--train-images", "32",
+              "--val-images", "8", "--workers", "0", "--no-progress", "--no-plot", "--epochs", "1",
+              "--max-steps", "1", "--dropout", "0", "--seed", "5"]
+    two = _torchrun(2, common + ["--batch-size", "4", "--out", str(tmp_path / "two")], tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "fastalex", "train", *common, "--batch-size", "8", "--out",
+                          str(tmp_path / "one")], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two_state, one_state = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("two", "one"))
+    assert two_state["world"] == 2 and one_state["world"] == 1
+    # the step changed the weights, and both runs changed them the same way (up to summation order)
+    assert_same_weights(two_state["model"], one_state["model"], rtol=1e-5, atol=1e-6)
+    torch.manual_seed(5)
+    initial = fastalex.AlexNet(num_classes=12, init="paper", dropout=0.0).state_dict()
+    assert all(not torch.equal(one_state["model"][k], initial[k]) for k in initial if k.endswith("weight"))
+    # metrics reduced over both ranks: the loss sums of the step add up to the single process's
+    two_sum = sum(m["sums"] for m in two_state["meter"])
+    torch.testing.assert_close(two_sum, one_state["meter"][0]["sums"], rtol=1e-5, atol=1e-5)
+
+
+# --- Bad input.
+
+def test_batch_larger_than_the_dataset(tmp_path):
+    with pytest.raises(ValueError, match=r"batch \(64 x 1 process\) is larger than the training set \(48 images\)"):
+        train(tiny(tmp_path, batch_size=64))
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("crop_size", 80, "--crop-size 80 is larger than --image-size 72"),
+    ("crop_size", 32, "--crop-size must be at least 64"),
+    ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("amp", "fp8", "--amp must be one of none, bf16, fp16"),
+    ("epochs", 0, "--epochs must be a positive integer"),
+    ("amp", "fp16", "--amp fp16 needs a GPU"),
+])
+def test_bad_options(tmp_path, option, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train(tiny(tmp_path, **{option: value}))
+
+
+def _write_folder(root: Path, classes, per_class=4, size=(80, 90), corrupt=()):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / c / f"{i}.png")
+    for name in corrupt:
+        (root / name).write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+
+
+def test_image_folder_training_skips_and_counts_corrupt_images(tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_folder(data / "train", ["a", "b", "c"], per_class=6, corrupt=["a/bad.jpg", "b/empty.jpg"])
+    (data / "train" / "b" / "empty.jpg").write_bytes(b"")
+    _write_folder(data / "val", ["a", "b", "c"], per_class=2, corrupt=["c/bad.jpg"])
+    result = train(tiny(tmp_path, data=str(data), batch_size=4))
+    assert result["history"][0]["skipped_images"] == 3
+    assert "3 unreadable images skipped" in capsys.readouterr().err
+    # the checkpoint knows its classes: eval on folders with other classes is refused
+    other = tmp_path / "other"
+    _write_folder(other / "val", ["a", "b"], per_class=1)
+    with pytest.raises(ckpt.CheckpointError, match=r"3 classes do not match the 2 folders.*only in the checkpoint: \['c'\]"):
+        run_eval(Path(result["out"]) / "checkpoint.pt", str(other), progress=False)
+    # ... and resuming on data whose classes changed is refused
+    import shutil
+
+    for split in ("train", "val"):
+        shutil.rmtree(data / split / "c")
+    with pytest.raises(ckpt.CheckpointError, match=r"trained on 3 classes .*the data has 2"):
+        train(tiny(tmp_path, data=str(data), batch_size=4, epochs=2), resume=Path(result["out"]) / "checkpoint.pt")
+
+
+def test_data_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(tiny(tmp_path, data=str(tmp_path / "nowhere")))
+    data = tmp_path / "data"
+    _write_folder(data / "train", ["a", "b"], per_class=4)
+    _write_folder(data / "val", ["a", "c"], per_class=1)
+    with pytest.raises(ValueError, match="only in train.*b.*only in val.*c"):
+        train(tiny(tmp_path, data=str(data)))
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+
+
+def test_checkpoint_mismatches(tmp_path):
+    config = tiny(tmp_path, max_steps=6)  # one whole epoch: checkpoint.pt and best.pt
+    train(config)
+    path, best = Path(config.out) / "checkpoint.pt", Path(config.out) / "best.pt"
+    with pytest.raises(ckpt.CheckpointError, match="from the 'paper' variant of AlexNet, not 'torchvision'"):
+        train(dataclasses.replace(config, variant="torchvision"), resume=path)
+    with pytest.raises(ckpt.CheckpointError, match=r"these differ: --num-classes 5 \(saved: 12\)"):
+        train(dataclasses.replace(config, num_classes=5, max_steps=7), resume=path)
+    with pytest.raises(ckpt.CheckpointError, match=r"these differ: --lr 0.5 \(saved: 0.01\)"):
+        train(dataclasses.replace(config, lr=0.5, max_steps=7), resume=path)
+    with pytest.raises(ckpt.CheckpointError, match="holds weights only"):
+        train(config, resume=best)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="unreadable or corrupt"):
+        run_eval(tmp_path / "junk.pt", progress=False)
+    torch.save(fastalex.AlexNet(num_classes=12).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a fastalex training checkpoint"):
+        run_eval(tmp_path / "bare.pt", progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="does not exist"):
+        run_eval(tmp_path / "missing.pt", progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="has 12 classes, the data has 10"):
+        ckpt.load(path, num_classes=10)
+    assert run_eval(best, progress=False)["images"] == 24  # best.pt (weights only) evaluates
+
+
+def test_cli_prepare_then_train_on_the_prepared_folder(tmp_path, capsys):
+    src = tmp_path / "src"
+    _write_folder(src / "train", ["a", "b"], per_class=4, size=(120, 90))
+    _write_folder(src / "val", ["a", "b"], per_class=2, size=(90, 120), corrupt=["a/bad.jpg"])
+    assert main(["prepare", str(src), str(tmp_path / "dst"), "--size", "72", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 12 images" in printed and "skipped 1 unreadable" in printed
+    train_set, val_set = datasets.image_folders(tmp_path / "dst", image_size=72)
+    assert len(train_set) == 8 and len(val_set) == 4 and train_set[0][0].shape == (3, 72, 72)
+    assert main(["prepare", str(src), str(src / "inside"), "--workers", "0"]) == 2
+    assert "fastalex prepare: error:" in capsys.readouterr().err
