@@ -5,6 +5,8 @@
 # e.g. bash benchmarks/gpu_check.sh benchmarks/test_bench_max_pool2d.py. The default runs them all;
 # with LRN alone that took 2-3 min on an H200, the max-pool and fused suites add about 3x the rows
 # and a torch.compile of the chain (not yet timed on a GPU): pass a subset when the budget is short.
+# benchmarks/test_bench_training.py: the augmentation (target >= 10x the training step's img/s) and
+# one training epoch on the synthetic dataset (12,800 images; target: under 5% waiting for data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}

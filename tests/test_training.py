@@ -290,3 +290,21 @@ def test_cli_prepare_then_train_on_the_prepared_folder(tmp_path, capsys):
     assert len(train_set) == 8 and len(val_set) == 4 and train_set[0][0].shape == (3, 72, 72)
     assert main(["prepare", str(src), str(src / "inside"), "--workers", "0"]) == 2
     assert "fastalex prepare: error:" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_train_resume_and_ten_crop_eval(tmp_path):
+    """The device path: pinned uint8 batches, augmentation on the GPU, bf16 autocast, channels_last,
+    loader workers; resume equality and ten-crop evaluation on CUDA."""
+    # 224 crops: conv5 pools to 6x6, so the adaptive pool is an identity and its backward (atomics on
+    # CUDA) adds one term per element: bit-equal weights are a fair demand
+    sizes = dict(device="cuda", epochs=2, batch_size=32, image_size=256, crop_size=224, train_images=128,
+                 val_images=64, workers=2, progress=False, plot=False, seed=1)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), max_steps=6, **sizes))
+    assert straight["config"].amp == "bf16" and straight["config"].channels_last
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=2, **sizes))
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=6, **sizes), resume=tmp_path / "b" / "checkpoint.pt")
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("a", "b"))
+    assert_same_weights(a["model"], b["model"])
+    result = run_eval(tmp_path / "a" / "checkpoint.pt", ten_crop=True, batch_size=16, progress=False)
+    assert result["images"] == 64 and 0 <= result["top5_err"] <= result["top1_err"] <= 1
