@@ -3,7 +3,9 @@ training on the default synthetic dataset.
 
 Targets (H100/H200): augmentation (random crop + flip, PCA colour noise, normalisation; batch 128,
 uint8 256 -> 224) at least 10x the training step's img/s, so it never limits training; a training
-epoch waiting for data under 5% of its time (train_epoch row: speed-up column >= 0.95x). On the CPU
+epoch waiting for data under 5% of its time (train_epoch rows: speed-up column >= 0.95x), with the
+synthetic images preloaded on the device (the default) and drawn by loader workers every step (the
+stand-in for decoding an image folder). On the CPU
 the rows use a batch of 32 and a small epoch (72 -> 64), to check that everything runs.
 """
 from __future__ import annotations
@@ -28,12 +30,13 @@ def test_augment(benchmark, case, record):
     benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)
 
 
-def test_train_epoch(benchmark, record):
+@pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "loader-workers"])
+def test_train_epoch(benchmark, record, preload):
     quick = DEVICE.type != "cuda"
     rows = []
 
     def once():
-        rows.append(bench.measure_train_epoch(DEVICE, quick=quick))
+        rows.append(bench.measure_train_epoch(DEVICE, quick=quick, preload=preload))
 
     benchmark.pedantic(once, rounds=1, iterations=1)
     row, epoch = rows[0]

@@ -554,9 +554,12 @@ def measure_augment(case: AugmentCase, device: torch.device) -> Row:
     return Row("augment", case.name, "fastalex", ms, step_ms, case.batch, 0.0, "train step", "img/s")
 
 
-def measure_train_epoch(device: torch.device, quick: bool = False, workers: int | None = None) -> tuple[Row, dict]:
+def measure_train_epoch(device: torch.device, quick: bool = False, preload: bool = True,
+                        workers: int | None = None) -> tuple[Row, dict]:
     """One epoch of `fastalex train` on the default synthetic dataset with the device's defaults
-    (GPU: 12800 images, batch 128, 256 -> 224, bf16; quick: 64 images at 72 -> 64).
+    (GPU: 12800 images, batch 128, 256 -> 224, bf16; quick: 64 images at 72 -> 64), its images
+    preloaded on the device (the default) or, preload=False, drawn by the loader workers every step
+    as a folder's images are decoded.
 
     The row's ms is the wall time per step and its reference the same without the time spent waiting
     for the loader, so the speed-up column is the fraction of the time NOT spent waiting (target
@@ -568,11 +571,12 @@ def measure_train_epoch(device: torch.device, quick: bool = False, workers: int 
     sizes = dict(train_images=64, val_images=16, image_size=72, crop_size=64, batch_size=8) if quick else {}
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(out=out, epochs=1, device=str(device), progress=False, plot=False, workers=workers,
-                             **sizes)
+                             preload=preload, **sizes)
         result = train(config)
     row, config = result["history"][0], result["config"]
     steps = config.train_images // config.batch_size
     step_ms = row["epoch_s"] / steps * 1e3
-    case = f"synthetic {config.train_images}x{config.image_size}->{config.crop_size} {config.amp}"
+    case = (f"{config.train_images}x{config.image_size}->{config.crop_size} {config.amp} "
+            + ("preloaded" if preload else f"{config.workers} workers"))
     return Row("train_epoch", case, "fastalex", step_ms, step_ms * (1 - row["data_wait_frac"]),
                config.batch_size, 0.0, "no data wait", "img/s"), row

@@ -48,7 +48,7 @@ def assert_same_weights(a: dict, b: dict, **tol) -> None:
 def test_training_lowers_the_loss_and_writes_logs_checkpoints_and_plot(tmp_path):
     # 60 steps of batch 16 at 64 px; the loss starts at ln(12) = 2.48 (the last layer is near zero)
     config = tiny(tmp_path, epochs=5, batch_size=16, train_images=192, val_images=48, lr=0.003, dropout=0.0,
-                  plot=True)
+                  plot=True, preload=False, workers=1)  # drawn in a loader process every epoch
     result = train(config)
     history = result["history"]
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
@@ -71,7 +71,8 @@ def test_resume_continues_exactly(tmp_path, stop_at):
     straight = train(tiny(tmp_path, out=str(tmp_path / "straight"), epochs=2, max_steps=8))
     first = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=stop_at))
     assert first["steps"] == stop_at
-    resumed = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=8),
+    # resumed with the images drawn by the loader instead of preloaded: the same images either way
+    resumed = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=8, preload=False),
                     resume=tmp_path / "split" / "checkpoint.pt")
     assert resumed["steps"] == 8
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "split"))
@@ -109,7 +110,7 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, monkeypatch):
         return _InterruptAt(train_set, first_of_third), val_set, classes, described
 
     monkeypatch.setattr(training, "build_datasets", interrupted)
-    result = train(tiny(tmp_path, epochs=2))
+    result = train(tiny(tmp_path, epochs=2, preload=False))  # images read as the steps need them
     assert result["stopped"] and result["steps"] == 3  # the interrupted step ran to completion
     state = ckpt.load(Path(result["out"]) / "checkpoint.pt")
     assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
