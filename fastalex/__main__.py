@@ -113,7 +113,7 @@ def _train(args) -> int:
     except (ValueError, OSError) as e:  # bad options, data or checkpoint: a message, not a traceback
         print(f"fastalex train: error: {e}", file=sys.stderr)
         return 2
-    return 130 if result["stopped"] and config.max_steps is None else 0
+    return 130 if result["interrupted"] else 0
 
 
 def _eval(args) -> int:

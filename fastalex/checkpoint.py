@@ -28,6 +28,7 @@ def save_atomic(state: dict, path: str | os.PathLike) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:  # Ctrl-C mid-write included: drop the partial file, keep the old checkpoint
         try:
@@ -36,6 +37,12 @@ def save_atomic(state: dict, path: str | os.PathLike) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | os.PathLike, *, variant: str | None = None, num_classes: int | None = None) -> dict:

@@ -81,6 +81,8 @@ def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop
     from fastalex.training import Distributed, ShardedSampler, TrainConfig, make_loader
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("fastalex eval: --device cuda, but torch sees no CUDA device")
     state = ckpt.load(checkpoint)
     config = TrainConfig(**state["config"])
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

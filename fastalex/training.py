@@ -33,7 +33,9 @@ from fastalex.models.alexnet import INITS, VARIANTS, min_input_size
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # What --resume lets a user change; everything else comes from the checkpoint.
-RESUME_MAY_CHANGE = ("epochs", "max_steps", "workers", "preload", "out", "device", "progress", "plot", "log_every")
+# (data: the class lists are checked; amp and channels_last: so that a run moves between devices.)
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "workers", "preload", "out", "device", "data", "amp", "channels_last",
+                     "progress", "plot", "log_every")
 
 
 @dataclasses.dataclass
@@ -127,6 +129,7 @@ class Distributed:
     world: int = 1
     rank: int = 0
     local_rank: int = 0
+    owns_group: bool = False  # this module created the process group (and destroys it at the end)
 
     @property
     def main(self) -> bool:
@@ -160,9 +163,10 @@ def setup_distributed(device: str | None) -> tuple[Distributed, torch.device]:
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    if not torch.distributed.is_initialized():
+    owns = not torch.distributed.is_initialized()
+    if owns:
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Distributed(world, rank, local_rank), dev
+    return Distributed(world, rank, local_rank, owns), dev
 
 
 # --- Data.
@@ -221,6 +225,13 @@ def build_datasets(config: TrainConfig):
     return train, val, list(train.classes), f"the synthetic shapes dataset (seed {config.seed})"
 
 
+def _worker_signals(worker_id: int) -> None:
+    # Loader processes are forked inside StopRequest: Ctrl-C is the main process's to handle (it
+    # finishes the step and shuts them down), and SIGTERM must kill them, as the DataLoader expects.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def make_loader(dataset, sampler, batch_size: int, workers: int, device: torch.device):
     from fastalex.datasets import collate_uint8
 
@@ -230,7 +241,7 @@ def make_loader(dataset, sampler, batch_size: int, workers: int, device: torch.d
         prefetch_factor=4 if workers > 0 else None,
         # its own generator: iter() on a loader draws a seed, which must not move the global RNG
         # that dropout uses (a resumed run creates its iterator at another point of that stream)
-        generator=torch.Generator().manual_seed(0))
+        generator=torch.Generator().manual_seed(0), worker_init_fn=_worker_signals)
 
 
 @torch.no_grad()
@@ -240,7 +251,8 @@ def preload(dataset, device: torch.device, workers: int) -> tuple[torch.Tensor, 
     a GPU, after which a batch is one index_select there, with no loader in the way."""
     from fastalex.datasets import collate_uint8
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers, collate_fn=collate_uint8)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers, collate_fn=collate_uint8,
+                                         generator=torch.Generator().manual_seed(0))  # see make_loader
     images = labels = None
     start = 0
     for batch, batch_labels, _ in loader:
@@ -458,7 +470,10 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
                 + ", ".join(f"--{k.replace('_', '-')} {getattr(config, k)!r} (saved: {getattr(saved, k)!r})"
                             for k in clash))
         keep = {k: getattr(config, k) for k in RESUME_MAY_CHANGE if k in given}
-        config = dataclasses.replace(saved, **{**keep, "device": str(device)})
+        # --max-steps counts for this invocation only; on another kind of device amp and channels_last
+        # take that device's defaults unless given
+        moved = {"amp": None, "channels_last": None} if torch.device(saved.device).type != device.type else {}
+        config = dataclasses.replace(saved, **{"max_steps": None, **moved, **keep, "device": str(device)})
     config = config.resolved(device)
     config.check()
     out = Path(config.out)
@@ -552,6 +567,9 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
             batch_index = start_batch
             loader = iter(train_loader)
             while True:
+                if config.max_steps is not None and step >= config.max_steps:
+                    stopped = True
+                    break
                 t0 = time.perf_counter()
                 try:
                     images, labels, skipped = next(loader)
@@ -579,12 +597,17 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
                 step += 1
                 seen += n
                 meter.wait_s += t1 - t0
-                meter.busy_s += time.perf_counter() - t1
+                step_end = time.perf_counter()
+                meter.busy_s += step_end - t1
                 last = config.max_steps is not None and step >= config.max_steps
-                if batch_index % config.log_every == 0 or last or stop.requested:
-                    if dist.enabled:  # every rank must agree to stop at the same step
-                        flag = dist.all_sum(torch.tensor([float(stop.requested)], device=device))
-                        stop.requested = bool(flag.item())
+                # Every rank reaches the same sync points (the same step numbers), so only there may a
+                # collective run: ranks agree to stop when any of them was signalled.
+                sync = batch_index % config.log_every == 0 or last
+                if sync and dist.enabled:
+                    flag = dist.all_sum(torch.tensor([float(stop.requested)], device=device))
+                    stop.requested = bool(flag.item())
+                halt = last or (stop.requested and (sync or not dist.enabled))
+                if sync or halt:
                     if bar is not None:
                         now = meter.local()
                         elapsed = time.perf_counter() - epoch_start
@@ -593,9 +616,13 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
                                         wait=f"{meter.wait_s / max(meter.wait_s + meter.busy_s, 1e-9):.0%}")
                 if bar is not None:
                     bar.update(1)
-                if last or stop.requested:
+                if halt:
                     stopped = True
                     break
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the queued tail of the epoch's work belongs in its time
+                if batch_index > start_batch:
+                    meter.busy_s += time.perf_counter() - step_end
             if bar is not None:
                 bar.close()
             start_batch = 0
@@ -605,14 +632,18 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
             train_metrics = meter.reduced(dist)
             val = evaluate_loader(model, val_loader, device, crop_size=config.crop_size, amp=config.amp,
                                   channels_last=config.channels_last, dist=dist)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch ran at
             scheduler.step(val["loss"])
-            wall = meter.wait_s + meter.busy_s
-            row = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+            # wall time and waiting summed over ranks (each rank waits for its own loader)
+            wait, wall = dist.all_sum(torch.tensor([meter.wait_s, meter.wait_s + meter.busy_s], dtype=torch.float64,
+                                                   device=device)).tolist()
+            epoch_s = wall / dist.world
+            row = {"epoch": epoch + 1, "step": step, "lr": lr,
                    "train_loss": train_metrics["loss"], "train_top1_err": train_metrics["top1_err"],
                    "val_loss": val["loss"], "val_top1_err": val["top1_err"], "val_top5_err": val["top5_err"],
-                   "img_per_s": train_metrics["images"] / max(wall, 1e-9),
-                   "data_wait_frac": meter.wait_s / max(wall, 1e-9),
-                   "skipped_images": train_metrics["skipped"] + val["skipped"], "epoch_s": wall}
+                   "img_per_s": train_metrics["images"] / max(epoch_s, 1e-9),
+                   "data_wait_frac": wait / max(wall, 1e-9),
+                   "skipped_images": train_metrics["skipped"] + val["skipped"], "epoch_s": epoch_s}
             history.append(row)
             epoch += 1
             batch_index = 0
@@ -624,10 +655,16 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
             if dist.main:
                 write_logs(out, history, config.plot)
                 print(_epoch_line(row), file=sys.stderr)
-    if stopped and dist.main:
+    if dist.main and state is not None and step == state["step"] and epoch >= config.epochs:
+        print(f"fastalex train: nothing to do, all {config.epochs} epochs are done (pass --epochs to train longer)",
+              file=sys.stderr)
+    elif stopped and dist.main and epoch < config.epochs:
         print(f"fastalex train: stopped at step {step}; continue with --resume {out / 'checkpoint.pt'}",
               file=sys.stderr)
-    return {"history": history, "steps": step, "stopped": stopped, "out": str(out), "config": config}
+    if dist.owns_group:
+        torch.distributed.destroy_process_group()
+    return {"history": history, "steps": step, "stopped": stopped, "interrupted": stop.requested, "out": str(out),
+            "config": config}
 
 
 def _progress(config: TrainConfig, dist: Distributed, total: int, initial: int, desc: str):

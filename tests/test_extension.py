@@ -92,7 +92,9 @@ def test_bench_command_cpu(tmp_path):
     assert data["rows"] and all(r["ms"] > 0 and r["ref_ms"] > 0 for r in data["rows"])
     assert {r["op"] for r in data["rows"]} == {f"{op}_{kind}" for op in ("lrn", "max_pool", "relu_lrn_max_pool")
                                                for kind in ("fwd", "fwd+bwd")} | {"alexnet_inference",
-                                                                                  "alexnet_train_step"}
+                                                                                  "alexnet_train_step", "augment",
+                                                                                  "train_epoch"}
+    assert len(data["train_epoch"]) == 2 and "waited for data" in out.stdout
     assert "conv: skipped on the CPU" in out.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -65,14 +65,14 @@ def test_training_lowers_the_loss_and_writes_logs_checkpoints_and_plot(tmp_path)
     assert not list(out.glob("*.tmp")), "a temporary checkpoint file was left behind"
 
 
-@pytest.mark.parametrize("stop_at", [3, 6], ids=["mid-epoch", "epoch-end"])
-def test_resume_continues_exactly(tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at,preload", [(3, True), (6, False)], ids=["mid-epoch", "epoch-end-from-workers"])
+def test_resume_continues_exactly(tmp_path, stop_at, preload):
     # 6 steps per epoch; a straight run of 8 steps against a run stopped at stop_at and resumed.
     straight = train(tiny(tmp_path, out=str(tmp_path / "straight"), epochs=2, max_steps=8))
     first = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=stop_at))
     assert first["steps"] == stop_at
-    # resumed with the images drawn by the loader instead of preloaded: the same images either way
-    resumed = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=8, preload=False),
+    # preload=False: resumed with the images drawn by the loader, not preloaded; the same images
+    resumed = train(tiny(tmp_path, out=str(tmp_path / "split"), epochs=2, max_steps=8, preload=preload),
                     resume=tmp_path / "split" / "checkpoint.pt")
     assert resumed["steps"] == 8
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "split"))
@@ -115,6 +115,16 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, monkeypatch):
     state = ckpt.load(Path(result["out"]) / "checkpoint.pt")
     assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_resume_after_max_steps_runs_on_and_a_finished_run_says_so(tmp_path, capsys):
+    config = tiny(tmp_path, max_steps=2)
+    train(config)
+    path = Path(config.out) / "checkpoint.pt"
+    result = train(tiny(tmp_path), resume=path)  # --max-steps belonged to the first invocation
+    assert result["steps"] == 6 and not result["interrupted"] and len(result["history"]) == 1
+    result = train(tiny(tmp_path), resume=path)
+    assert result["steps"] == 6 and "nothing to do, all 1 epochs are done" in capsys.readouterr().err
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -167,6 +177,41 @@ def _torchrun(nproc: int, args: list[str], tmp_path) -> subprocess.CompletedProc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
 
 
+_SIGNAL_ONE_RANK = """
+import os, signal, sys, torch
+sys.path.insert(0, {tests!r})
+from fastalex import training
+from test_training import _InterruptAt
+
+build = training.build_datasets
+def interrupted(config):
+    train_set, val_set, classes, described = build(config)
+    if os.environ["RANK"] != "0":
+        return train_set, val_set, classes, described
+    sampler = training.ShardedSampler(len(train_set), config.batch_size, training.Distributed(2, 0), config.seed)
+    return _InterruptAt(train_set, sampler._indices()[2 * config.batch_size]), val_set, classes, described
+training.build_datasets = interrupted
+result = training.train(training.TrainConfig(out={out!r}, device="cpu", epochs=2, batch_size=4, image_size=72,
+    crop_size=64, train_images=48, val_images=8, workers=0, preload=False, progress=False, plot=False, log_every=2))
+print("STEPS", result["steps"], result["interrupted"])
+"""
+
+
+def test_ddp_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    # Rank 0 alone is signalled during its third step; the ranks agree at the next sync point (every
+    # log_every = 2 steps), so both stop after step 4, and one checkpoint says so.
+    script = tmp_path / "signal_one_rank.py"
+    script.write_text(_SIGNAL_ONE_RANK.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run")))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+           "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("STEPS 4 True") == 2, done.stdout
+    state = ckpt.load(tmp_path / "run" / "checkpoint.pt")
+    assert (state["step"], state["batch"], state["world"]) == (4, 4, 2)
+
+
 def test_ddp_two_ranks_match_one_process_at_twice_the_batch(tmp_path):
     common = ["--device", "cpu", "--image-size", "72", "--crop-size", "64", "--train-images", "32",
               "--val-images", "8", "--workers", "0", "--no-progress", "--no-plot", "--epochs", "1",
@@ -182,7 +227,7 @@ def test_ddp_two_ranks_match_one_process_at_twice_the_batch(tmp_path):
     # the step changed the weights, and both runs changed them the same way (up to summation order)
     assert_same_weights(two_state["model"], one_state["model"], rtol=1e-5, atol=1e-6)
     torch.manual_seed(5)
-    initial = fastalex.AlexNet(num_classes=12, init="paper", dropout=0.0).state_dict()
+    initial = fastalex.AlexNet(num_classes=12, init="kaiming", dropout=0.0).state_dict()
     assert all(not torch.equal(one_state["model"][k], initial[k]) for k in initial if k.endswith("weight"))
     # metrics reduced over both ranks: the loss sums of the step add up to the single process's
     two_sum = sum(m["sums"] for m in two_state["meter"])
@@ -304,7 +349,9 @@ def test_gpu_train_resume_and_ten_crop_eval(tmp_path):
     straight = train(TrainConfig(out=str(tmp_path / "a"), max_steps=6, **sizes))
     assert straight["config"].amp == "bf16" and straight["config"].channels_last
     train(TrainConfig(out=str(tmp_path / "b"), max_steps=2, **sizes))
-    train(TrainConfig(out=str(tmp_path / "b"), max_steps=6, **sizes), resume=tmp_path / "b" / "checkpoint.pt")
+    # resumed with the images drawn by two loader workers: pinned memory, non_blocking copies
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=6, preload=False, **sizes),
+          resume=tmp_path / "b" / "checkpoint.pt")
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("a", "b"))
     assert_same_weights(a["model"], b["model"])
     result = run_eval(tmp_path / "a" / "checkpoint.pt", ten_crop=True, batch_size=16, progress=False)
