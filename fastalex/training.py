@@ -379,7 +379,10 @@ def plot_curves(history: list[dict], path: Path) -> None:
     right.plot(epochs, [100 * row["val_top1_err"] for row in history], "o-", label="val top-1")
     right.plot(epochs, [100 * row["val_top5_err"] for row in history], "o-", label="val top-5")
     right.set(xlabel="epoch", ylabel="error (%)", title="error")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
