@@ -446,10 +446,12 @@ def model_args(config: TrainConfig, num_classes: int) -> dict:
 
 
 def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
-    """Train AlexNet as `config` says; returns {"history": per-epoch rows, "steps", "stopped", "out"}.
+    """Train AlexNet as `config` says; returns {"history": per-epoch rows, "steps", "stopped",
+    "interrupted", "out", "config"}.
 
     resume: a checkpoint written by an earlier run; the run continues from its next step with that
-    run's options (only epochs, max_steps, workers, out, progress and plot may change).
+    run's options. Only those in RESUME_MAY_CHANGE may differ; another option set to a value other
+    than the saved one raises CheckpointError.
     """
     from fastalex.evaluation import evaluate_loader
 
