@@ -20,12 +20,12 @@ float. The PCA constants below are on that scale.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from fastalex.functional import _check_finite, _check_int
 
 __all__ = [
     "IMAGENET_EIGVAL", "IMAGENET_EIGVEC", "IMAGENET_MEAN", "IMAGENET_STD",
@@ -51,22 +51,6 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 # ---------------------------------------------------------------------------------------------------
 # Argument checks (messages name the transform and the bad value, as fastalex.functional does).
-
-def _check_int(op: str, name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
-    if v < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v}")
-    return int(v)
-
-
-def _check_real(op: str, name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"{op}: {name} must be a finite number, got {v}")
-    return float(v)
-
 
 def _check_generator(op: str, generator) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -162,7 +146,7 @@ class RandomCropFlip:
     def __init__(self, size: int = 224, p_flip: float = 0.5) -> None:
         op = "RandomCropFlip"
         self.size = _check_int(op, "size", size, 1)
-        p_flip = _check_real(op, "p_flip", p_flip)
+        p_flip = _check_finite(op, "p_flip", p_flip)
         if not 0.0 <= p_flip <= 1.0:
             raise ValueError(f"{op}: p_flip must be in [0, 1], got {p_flip}")
         self.p_flip = p_flip
@@ -365,7 +349,7 @@ class PCALighting:
     def __init__(self, alphastd: float = 0.1, eigval: Sequence[float] | torch.Tensor = IMAGENET_EIGVAL,
                  eigvec: Sequence[Sequence[float]] | torch.Tensor = IMAGENET_EIGVEC) -> None:
         op = "PCALighting"
-        alphastd = _check_real(op, "alphastd", alphastd)
+        alphastd = _check_finite(op, "alphastd", alphastd)
         if alphastd < 0:
             raise ValueError(f"{op}: alphastd must be >= 0, got {alphastd}")
         self.alphastd = alphastd
