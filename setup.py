@@ -27,7 +27,7 @@ setup(
         "pillow",  # decoding image folders for `fastalex train`
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-benchmark>=4", "matplotlib"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "matplotlib", "hypothesis>=6"],
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["fastalex = fastalex.__main__:main"]},
