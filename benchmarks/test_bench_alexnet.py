@@ -16,23 +16,23 @@ import pytest
 import torch
 
 from conftest import DEVICE
-from fastalex import bench
+from fastalex.bench import model, timing
 from fastalex.kernels import _common
 
-CASES = bench.model_cases(DEVICE)
+CASES = model.model_cases(DEVICE)
 REFS = ("torch", "torch.compile") if DEVICE.type == "cuda" else ("torch",)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name.replace(" ", "-"))
 def test_alexnet(benchmark, case, record):
-    rows = bench.measure_model(case, DEVICE, REFS)
+    rows = model.measure_model(case, DEVICE, REFS)
     record(rows)
     benchmark.extra_info.update(rows=[r.as_dict() for r in rows])
-    _, train_step = bench.model_fns(case, "fastalex", DEVICE)
+    _, train_step = model.model_fns(case, "fastalex", DEVICE)
 
     def once():
         train_step()
-        bench.sync(DEVICE)
+        timing.sync(DEVICE)
 
     benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=1)
 
@@ -41,21 +41,21 @@ def test_alexnet(benchmark, case, record):
 @pytest.mark.parametrize("case", CASES[:1], ids=lambda c: c.name.replace(" ", "-"))
 def test_alexnet_first_step_and_memory(benchmark, case):
     _common._TUNED.clear()  # fastalex tunes again; Triton's compiled kernels come from its disk cache
-    _, ours = bench.model_fns(case, "fastalex", DEVICE)
-    bench.sync(DEVICE)
+    _, ours = model.model_fns(case, "fastalex", DEVICE)
+    timing.sync(DEVICE)
     t0 = time.perf_counter()
     ours()
-    bench.sync(DEVICE)
+    timing.sync(DEVICE)
     first_s = time.perf_counter() - t0
     del ours  # its weights, gradients and momentum would sit under both peaks below
     peaks = {}
     for which in ("fastalex", "torch"):
-        _, step = bench.model_fns(case, which, DEVICE)
+        _, step = model.model_fns(case, which, DEVICE)
         step()
-        bench.sync(DEVICE)
+        timing.sync(DEVICE)
         torch.cuda.reset_peak_memory_stats(DEVICE)
         step()
-        bench.sync(DEVICE)
+        timing.sync(DEVICE)
         peaks[which] = torch.cuda.max_memory_allocated(DEVICE) / 2**20
         del step
     benchmark.extra_info.update(first_step_s=first_s, peak_mib=peaks)

@@ -13,23 +13,23 @@ import pytest
 
 import fastalex
 from conftest import DEVICE
-from fastalex import bench
+from fastalex.bench import conv, timing
 
-CASES = bench.conv_cases(DEVICE) if DEVICE.type == "cuda" else []
+CASES = conv.conv_cases(DEVICE) if DEVICE.type == "cuda" else []
 
 
 @pytest.mark.skipif(DEVICE.type != "cuda" or "triton" not in fastalex.backends(), reason="needs a GPU and triton")
 @pytest.mark.parametrize("kind", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name.replace(" ", "-"))
 def test_conv2d_relu(benchmark, case, kind, device, matmul_tflops, ref_ms, record):
-    rows = bench.measure_conv(case, "triton", device, matmul_tflops, ref_ms, kinds=(kind,))
+    rows = conv.measure_conv(case, "triton", device, matmul_tflops, ref_ms, kinds=(kind,))
     record(rows)
     benchmark.extra_info.update(rows=[r.as_dict() for r in rows])
     x, w, b, grad = case.make(device)
-    fn = dict(zip(("fwd", "fwd+bwd"), bench.conv_fns(case, "triton", x, w, b, grad)))[kind]
+    fn = dict(zip(("fwd", "fwd+bwd"), conv.conv_fns(case, "triton", x, w, b, grad)))[kind]
 
     def once():
         fn()
-        bench.sync(device)
+        timing.sync(device)
 
     benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import BACKENDS, DEVICE
-from fastalex import bench
+from fastalex.bench import ops
 
 
 @pytest.mark.parametrize("kind", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", bench.cases("lrn", DEVICE), ids=lambda c: c.name.replace(" ", "-"))
+@pytest.mark.parametrize("case", ops.cases("lrn", DEVICE), ids=lambda c: c.name.replace(" ", "-"))
 def test_lrn(measure_case, case, backend, kind):
     measure_case(case, backend, kind)

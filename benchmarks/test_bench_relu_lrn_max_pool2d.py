@@ -13,17 +13,17 @@ from __future__ import annotations
 import pytest
 
 from conftest import BACKENDS, DEVICE
-from fastalex import bench
+from fastalex.bench import ops
 
 
 
-def _refs(case: bench.Case) -> tuple[str, ...]:
+def _refs(case: ops.Case) -> tuple[str, ...]:
     compiled = DEVICE.type == "cuda" and case.hw == 55 and not case.channels_last
     return ("torch", "torch.compile") if compiled else ("torch",)
 
 
 @pytest.mark.parametrize("kind", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", bench.cases("relu_lrn_max_pool", DEVICE), ids=lambda c: c.name.replace(" ", "-"))
+@pytest.mark.parametrize("case", ops.cases("relu_lrn_max_pool", DEVICE), ids=lambda c: c.name.replace(" ", "-"))
 def test_relu_lrn_max_pool2d(measure_case, case, backend, kind):
     measure_case(case, backend, kind, _refs(case))

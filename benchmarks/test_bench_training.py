@@ -13,19 +13,19 @@ from __future__ import annotations
 import pytest
 
 from conftest import DEVICE
-from fastalex import bench
+from fastalex.bench import pipeline, timing
 
 
-@pytest.mark.parametrize("case", bench.augment_cases(DEVICE), ids=lambda c: c.name.replace(" ", "-"))
+@pytest.mark.parametrize("case", pipeline.augment_cases(DEVICE), ids=lambda c: c.name.replace(" ", "-"))
 def test_augment(benchmark, case, record):
-    row = bench.measure_augment(case, DEVICE)
+    row = pipeline.measure_augment(case, DEVICE)
     record([row])
     benchmark.extra_info.update(rows=[row.as_dict()])
-    run = bench.augment_fn(case, DEVICE)
+    run = pipeline.augment_fn(case, DEVICE)
 
     def once():
         run()
-        bench.sync(DEVICE)
+        timing.sync(DEVICE)
 
     benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)
 
@@ -36,7 +36,7 @@ def test_train_epoch(benchmark, record, preload):
     rows = []
 
     def once():
-        rows.append(bench.measure_train_epoch(DEVICE, quick=quick, preload=preload))
+        rows.append(pipeline.measure_train_epoch(DEVICE, quick=quick, preload=preload))
 
     benchmark.pedantic(once, rounds=1, iterations=1)
     row, epoch = rows[0]

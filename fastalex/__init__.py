@@ -8,12 +8,48 @@
     fastalex.backends()            # what works here: "triton", "cuda", "cpu", "torch"
     with fastalex.backend("cpu"):  # or fastalex.set_backend(...), or FASTALEX_BACKEND
         ...
+
+The package has two halves. The kernel library: kernels -> ops -> functional -> nn -> models, each
+layer importing only the ones below it. The training application above it: transforms, data, train,
+bench and the command line (`python -m fastalex`), which use the library and never the other way.
+The public names below are imported on first use, so `import fastalex.transforms` (or the command
+line's help) does not load the kernels or register the custom ops.
 """
-from fastalex import functional, nn, ops
-from fastalex._backends import BackendError, backend, backends, set_backend
-from fastalex.models import AlexNet, alexnet, convert, reference_alexnet
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["AlexNet", "BackendError", "alexnet", "backend", "backends", "convert", "functional", "nn", "ops",
-           "reference_alexnet", "set_backend", "__version__"]
+# public name -> (module, attribute in it; None: the module itself)
+_PUBLIC = {
+    "AlexNet": ("fastalex.models", "AlexNet"),
+    "alexnet": ("fastalex.models", "alexnet"),
+    "reference_alexnet": ("fastalex.models", "reference_alexnet"),
+    "convert": ("fastalex.models", "convert"),
+    "BackendError": ("fastalex._backends", "BackendError"),
+    "backend": ("fastalex._backends", "backend"),
+    "backends": ("fastalex._backends", "backends"),
+    "set_backend": ("fastalex._backends", "set_backend"),
+    "functional": ("fastalex.functional", None),
+    "nn": ("fastalex.nn", None),
+    "ops": ("fastalex.ops", None),
+    "transforms": ("fastalex.transforms", None),
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'fastalex' has no attribute {name!r}")
+    module, attr = _PUBLIC[name]
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value  # later lookups are plain attribute reads (torch.compile traces them as such)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

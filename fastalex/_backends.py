@@ -4,6 +4,10 @@ Backends: "triton" (fastalex/kernels, CUDA tensors; CPU tensors too under TRITON
 "cuda" (the extension's CUDA kernels), "cpu" (the extension's CPU kernels) and "torch" (plain
 PyTorch ops, always there: the reference).
 
+Capabilities (the one place that says what each backend takes): DTYPES, LRN_MAX_SIZE and NATIVE_OPS
+(the operators a backend runs with kernels of its own; for the others it runs torch's code, e.g. the
+cpu and cuda backends run torch's convolution).
+
 Selection, most specific first: `with fastalex.backend(name)`, then `fastalex.set_backend(name)`,
 then the FASTALEX_BACKEND environment variable, then the default for the tensor's device: triton
 (else cuda) for CUDA tensors, cpu for CPU tensors. If the default is missing (the extension failed
@@ -24,6 +28,17 @@ import torch
 from fastalex.kernels._common import interpreting
 
 NAMES = ("triton", "cuda", "cpu", "torch")
+# dtypes each kernel backend takes; "torch" takes whatever torch does.
+DTYPES = {
+    "triton": (torch.float32, torch.float16, torch.bfloat16),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+    "cpu": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+# Largest LRN window per backend: the Triton tiles are sized to the window and unrolled over it; the
+# CUDA tiles stage 3 x size rows in 48 KB of shared memory. The cpu backend takes any size.
+LRN_MAX_SIZE = {"triton": 64, "cuda": 512}
+_POOLING_OPS = frozenset({"local_response_norm", "max_pool2d", "relu_lrn_max_pool2d"})
+NATIVE_OPS = {"triton": _POOLING_OPS | {"conv2d"}, "cuda": _POOLING_OPS, "cpu": _POOLING_OPS, "torch": frozenset()}
 _DEFAULT_ORDER = {"cuda": ("triton", "cuda", "torch"), "cpu": ("cpu", "torch")}
 
 _global_choice: str | None = None
@@ -160,3 +175,35 @@ def resolve(op: str, device: torch.device | str, limits: Callable[[str], str | N
                           + "; ".join(skipped), RuntimeWarning, stacklevel=3)
         return name
     raise BackendError(f"{op}: no backend can take this call on {device}: " + "; ".join(skipped))
+
+
+def runs_natively(name: str, op: str) -> bool:
+    """Whether backend `name` runs operator `op` ("conv2d", "max_pool2d", ...) with its own kernels;
+    if not, the call runs torch's code for it."""
+    return op in NATIVE_OPS[name]
+
+
+def limits(name: str, dtype: torch.dtype, lrn_size: int = 0) -> str | None:
+    """Why backend `name` cannot take a call on `dtype` (with an LRN window of lrn_size; 0: no LRN), or None."""
+    cap = LRN_MAX_SIZE.get(name)
+    if lrn_size and cap is not None and lrn_size > cap:
+        return f"backend {name!r} takes size <= {cap}, got size={lrn_size}"
+    if name != "torch" and dtype not in DTYPES[name]:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in DTYPES[name])
+        return f"backend {name!r} takes {allowed} tensors, got input of dtype {dtype}"
+    return None
+
+
+@torch.compiler.assume_constant_result
+def _for_call_traced(op: str, device_type: str, dtype: torch.dtype, lrn_size: int) -> str:
+    # Selection reads locks, context variables and the environment, which dynamo cannot trace: under
+    # torch.compile it runs once while tracing and its answer is baked into the graph. A function
+    # compiled under one backend keeps it; torch.compiler.reset() forgets it.
+    return resolve(op, device_type, functools.partial(limits, dtype=dtype, lrn_size=lrn_size))
+
+
+def for_call(op: str, input: torch.Tensor, lrn_size: int = 0) -> str:
+    """The backend that runs `op` on `input` (its device and dtype; lrn_size: the LRN window, 0 for none)."""
+    if torch.compiler.is_compiling():
+        return _for_call_traced(op, input.device.type, input.dtype, lrn_size)
+    return resolve(op, input.device, functools.partial(limits, dtype=input.dtype, lrn_size=lrn_size))

@@ -1,82 +1,13 @@
 """Public functions: argument checks, then dispatch to a backend (fastalex/_backends.py)."""
 from __future__ import annotations
 
-import functools
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 
 from fastalex import _backends
 from fastalex import ops as _ops
-from fastalex.ops.max_pool2d import output_size as _pool_output_size
+from fastalex._checks import check_finite, check_int, check_pair, check_tensor, conv_output_size, pool_output_size
 from fastalex.ops.max_pool2d import winners_to_indices as _winners_to_indices
-
-# dtypes each kernel backend takes; "torch" takes whatever torch does.
-_DTYPES = {
-    "triton": (torch.float32, torch.float16, torch.bfloat16),
-    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
-    "cpu": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
-}
-# Largest LRN window per backend: the Triton tiles are sized to the window and unrolled over it; the
-# CUDA tiles stage 3 x size rows in 48 KB of shared memory. The cpu backend takes any size.
-LRN_MAX_SIZE = {"triton": 64, "cuda": 512}
-
-
-def _check_tensor(op: str, name: str, t, min_dim: int) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{op}: {name} must have a floating point dtype, got {t.dtype}")
-    if t.dim() < min_dim:
-        raise ValueError(f"{op}: {name} must have at least {min_dim} dimensions (N, C, ...), "
-                         f"got {t.dim()} with shape {tuple(t.shape)}")
-
-
-def _check_int(op: str, name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
-    if v < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v}")
-    return int(v)
-
-
-def _check_finite(op: str, name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"{op}: {name} must be a finite number, got {v}")
-    return float(v)
-
-
-def _dtype_limit(backend: str, dtype: torch.dtype) -> str | None:
-    if backend != "torch" and dtype not in _DTYPES[backend]:
-        allowed = ", ".join(str(d).replace("torch.", "") for d in _DTYPES[backend])
-        return f"backend {backend!r} takes {allowed} tensors, got input of dtype {dtype}"
-    return None
-
-
-def _limits(backend: str, dtype: torch.dtype, lrn_size: int) -> str | None:
-    """Why `backend` cannot take a call on `dtype` (with an LRN window of lrn_size; 0: no LRN), or None."""
-    cap = LRN_MAX_SIZE.get(backend)
-    if lrn_size and cap is not None and lrn_size > cap:
-        return f"backend {backend!r} takes size <= {cap}, got size={lrn_size}"
-    return _dtype_limit(backend, dtype)
-
-
-@torch.compiler.assume_constant_result
-def _backend_traced(op: str, device_type: str, dtype: torch.dtype, lrn_size: int) -> str:
-    # Backend selection reads locks, context variables and the environment, which dynamo cannot
-    # trace: under torch.compile it runs once while tracing and its answer is baked into the graph.
-    # A function compiled under one backend keeps it; torch.compiler.reset() forgets it.
-    return _backends.resolve(op, device_type, functools.partial(_limits, dtype=dtype, lrn_size=lrn_size))
-
-
-def _backend_for(op: str, input: torch.Tensor, lrn_size: int = 0) -> str:
-    if torch.compiler.is_compiling():
-        return _backend_traced(op, input.device.type, input.dtype, lrn_size)
-    return _backends.resolve(op, input.device, functools.partial(_limits, dtype=input.dtype, lrn_size=lrn_size))
 
 
 def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -90,12 +21,12 @@ def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, bet
     alpha = 5e-4 here.
     """
     op = "local_response_norm"
-    _check_tensor(op, "input", input, 3)
-    size = _check_int(op, "size", size, 1)
-    alpha = _check_finite(op, "alpha", alpha)
-    beta = _check_finite(op, "beta", beta)
-    k = _check_finite(op, "k", k)
-    backend = _backend_for(op, input, size)
+    check_tensor(op, "input", input, 3)
+    size = check_int(op, "size", size, 1)
+    alpha = check_finite(op, "alpha", alpha)
+    beta = check_finite(op, "beta", beta)
+    k = check_finite(op, "k", k)
+    backend = _backends.for_call(op, input, size)
     if backend == "torch":
         if input.numel() == 0:  # torch's view(..., -1) cannot infer a size from zero elements
             return input * 0
@@ -103,31 +34,20 @@ def local_response_norm(input: torch.Tensor, size: int, alpha: float = 1e-4, bet
     return _ops.local_response_norm(input, size, alpha, beta, k, backend)
 
 
-def _check_pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
-    """An int or a sequence of one or two ints (torch's pooling convention) as an (h, w) pair."""
-    if isinstance(v, (tuple, list, torch.Size)):
-        if len(v) not in (1, 2):
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {tuple(v)}")
-        v = tuple(v) * (2 // len(v))
-        return _check_int(op, f"{name}[0]", v[0], minimum), _check_int(op, f"{name}[1]", v[1], minimum)
-    v = _check_int(op, name, v, minimum)
-    return v, v
-
-
 def _pool_geometry(op: str, input: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode):
     """Checked (kernel, stride, padding, dilation) pairs for a (.., H, W) input, as torch would take them."""
-    kernel = _check_pair(op, "kernel_size", kernel_size, 1)
+    kernel = check_pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
-        _check_pair(op, "stride", stride, 1)
-    padding = _check_pair(op, "padding", padding, 0)
-    dilation = _check_pair(op, "dilation", dilation, 1)
+        check_pair(op, "stride", stride, 1)
+    padding = check_pair(op, "padding", padding, 0)
+    dilation = check_pair(op, "dilation", dilation, 1)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{op}: padding must be at most half the kernel size, got padding={padding} with "
                          f"kernel_size={kernel}")
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__}")
     h, w = input.shape[-2:]
-    out = tuple(_pool_output_size(size, *args, ceil_mode)
+    out = tuple(pool_output_size(size, *args, ceil_mode)
                 for size, *args in zip((h, w), kernel, stride, padding, dilation))
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"{op}: output size would be {out[0]}x{out[1]} for input size {h}x{w} with "
@@ -143,7 +63,7 @@ def _pool_geometry(op: str, input: torch.Tensor, kernel_size, stride, padding, d
 
 
 def _check_pool_input(op: str, input, dims: tuple[int, ...]) -> None:
-    _check_tensor(op, "input", input, 0)
+    check_tensor(op, "input", input, 0)
     if input.dim() not in dims:
         shapes = " or ".join({3: "3-D (C, H, W)", 4: "4-D (N, C, H, W)"}[d] for d in dims)
         raise ValueError(f"{op}: input must be {shapes}, got {input.dim()}-D with shape {tuple(input.shape)}")
@@ -164,7 +84,7 @@ def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilatio
     op = "max_pool2d"
     _check_pool_input(op, input, (3, 4))
     kernel, stride, padding, dilation = _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    backend = _backend_for(op, input)
+    backend = _backends.for_call(op, input)
     if backend == "torch":
         return F.max_pool2d(input, kernel, stride, padding, dilation, ceil_mode=ceil_mode,
                             return_indices=return_indices)
@@ -188,12 +108,12 @@ def relu_lrn_max_pool2d(input: torch.Tensor, size: int = 5, alpha: float = 1e-4,
     """
     op = "relu_lrn_max_pool2d"
     _check_pool_input(op, input, (4,))
-    size = _check_int(op, "size", size, 1)
-    alpha = _check_finite(op, "alpha", alpha)
-    beta = _check_finite(op, "beta", beta)
-    k = _check_finite(op, "k", k)
+    size = check_int(op, "size", size, 1)
+    alpha = check_finite(op, "alpha", alpha)
+    beta = check_finite(op, "beta", beta)
+    k = check_finite(op, "k", k)
     kernel, stride, padding, _ = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    backend = _backend_for(op, input, size)
+    backend = _backends.for_call(op, input, size)
     if backend == "torch":
         lrn = F.local_response_norm(F.relu(input), size, alpha, beta, k) if input.numel() else input * 0
         return F.max_pool2d(lrn, kernel, stride, padding, ceil_mode=ceil_mode)
@@ -205,29 +125,29 @@ def _conv_padding(op: str, padding) -> tuple[int, int, int, int]:
     4-tuple (left, right, top, bottom)."""
     if isinstance(padding, (tuple, list, torch.Size)):
         if len(padding) == 2:
-            h, w = (_check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))
+            h, w = (check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))
             return w, w, h, h
         if len(padding) == 4:
-            return tuple(_check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))  # type: ignore[return-value]
+            return tuple(check_int(op, f"padding[{i}]", v, 0) for i, v in enumerate(padding))  # type: ignore[return-value]
         raise ValueError(f"{op}: padding must be an int, a pair (h, w) or a 4-tuple (left, right, top, bottom), "
                          f"got {tuple(padding)}")
     if isinstance(padding, str):
         raise TypeError(f"{op}: padding must be an int, a pair or a 4-tuple of ints, got the string {padding!r}")
-    p = _check_int(op, "padding", padding, 0)
+    p = check_int(op, "padding", padding, 0)
     return p, p, p, p
 
 
 def _check_conv_args(op: str, input, weight, bias, groups: int):
-    _check_tensor(op, "input", input, 0)
+    check_tensor(op, "input", input, 0)
     if input.dim() not in (3, 4):
         raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.dim()}-D with shape "
                          f"{tuple(input.shape)}")
-    _check_tensor(op, "weight", weight, 0)
+    check_tensor(op, "weight", weight, 0)
     if weight.dim() != 4:
         raise ValueError(f"{op}: weight must be 4-D (C_out, C_in / groups, kH, kW), got {weight.dim()}-D with shape "
                          f"{tuple(weight.shape)}")
     if bias is not None:
-        _check_tensor(op, "bias", bias, 0)
+        check_tensor(op, "bias", bias, 0)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
             continue
@@ -261,7 +181,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     op = "conv2d_relu" if activation == "relu" else "conv2d"
     if activation not in (None, "relu"):
         raise ValueError(f"{op}: activation must be None or 'relu', got {activation!r}")
-    groups = _check_int(op, "groups", groups, 1)
+    groups = check_int(op, "groups", groups, 1)
     if isinstance(input, torch.Tensor) and torch.is_autocast_enabled(input.device.type):
         # torch casts a convolution's operands to the autocast dtype before anything else (a custom op is
         # not on autocast's lists, so do what it would): floating point tensors other than float64.
@@ -273,21 +193,21 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
         input, weight, bias = cast(input), cast(weight), cast(bias)
     _check_conv_args(op, input, weight, bias, groups)
-    stride = _check_pair(op, "stride", stride, 1)
+    stride = check_pair(op, "stride", stride, 1)
     pad = _conv_padding(op, padding)
     left, right, top, bottom = pad
     h, w = input.shape[-2:]
     kh, kw = weight.shape[2:]
-    out = ((h + top + bottom - kh) // stride[0] + 1, (w + left + right - kw) // stride[1] + 1)
+    out = (conv_output_size(h, kh, stride[0], top, bottom), conv_output_size(w, kw, stride[1], left, right))
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"{op}: output size would be {out[0]}x{out[1]} for input size {h}x{w} padded to "
                          f"{h + top + bottom}x{w + left + right} with a {kh}x{kw} kernel and stride {stride}: "
                          "the input is too small")
     if input.dim() == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, pad, groups, activation).squeeze(0)
-    backend = _backend_for(op, input)
+    backend = _backends.for_call(op, input)
     relu = activation == "relu"
-    if backend != "triton":  # cpu, cuda, torch: torch's convolution (an asymmetric padding is an extra pad pass)
+    if not _backends.runs_natively(backend, "conv2d"):  # torch's convolution (an asymmetric padding is an extra pad pass)
         if left == right and top == bottom:
             y = F.conv2d(input, weight, bias, stride, (top, left), groups=groups)
         else:

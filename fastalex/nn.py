@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import torch
 
-from fastalex import functional as F
+from fastalex import functional as fa  # not torch.nn.functional, which `F` means elsewhere
 
 
 class LocalResponseNorm(torch.nn.LocalResponseNorm):
     """torch.nn.LocalResponseNorm on fastalex's kernels. Same arguments: size, alpha, beta, k."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+        return fa.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
     """torch.nn.MaxPool2d on fastalex's kernels. Same arguments, including return_indices."""
 
     def forward(self, input: torch.Tensor):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+        return fa.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
@@ -37,7 +37,7 @@ class ReLULRNMaxPool2d(torch.nn.Module):
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.relu_lrn_max_pool2d(input, self.size, self.alpha, self.beta, self.k, self.kernel_size, self.stride,
+        return fa.relu_lrn_max_pool2d(input, self.size, self.alpha, self.beta, self.k, self.kernel_size, self.stride,
                                      self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
@@ -69,7 +69,7 @@ class Conv2d(torch.nn.Conv2d):
             self.padding = tuple(padding)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.groups, self.activation)
+        return fa.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.groups, self.activation)
 
 
 class Conv2dReLU(Conv2d):

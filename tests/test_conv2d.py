@@ -313,16 +313,16 @@ def test_bench_conv_rows(monkeypatch):
     """The conv benchmark's closures compute what torch's do, and its rows carry FLOPs and the rate."""
     if "triton" not in KERNEL_BACKENDS:
         pytest.skip("triton unavailable")
-    from fastalex import bench
+    from fastalex.bench import conv
 
-    case = bench.ConvCase("conv1", 1, 3, 27, 4, 11, 4, (1, 2, 1, 2), torch.float32)
+    case = conv.ConvCase("conv1", 1, 3, 27, 4, 11, 4, (1, 2, 1, 2), torch.float32)
     assert case.out_hw == 5 and case.flops() == (2.0 * 25 * 4 * 3 * 121, 2 * 2.0 * 25 * 4 * 3 * 121)
     x, w, b, grad = case.make(torch.device("cpu"))
-    ours_fwd, _ = bench.conv_fns(case, "triton", x, w, b, grad)
-    theirs_fwd, _ = bench.conv_fns(case, "torch", x, w, b, grad)
+    ours_fwd, _ = conv.conv_fns(case, "triton", x, w, b, grad)
+    theirs_fwd, _ = conv.conv_fns(case, "torch", x, w, b, grad)
     assert_rel_close(ours_fwd(), theirs_fwd(), what="bench closure")
     monkeypatch.setattr(bench, "time_ms", lambda fn, device: (fn(), 2.0)[1])
-    rows = bench.measure_conv(case, "triton", torch.device("cpu"), matmul=100.0)
+    rows = conv.measure_conv(case, "triton", torch.device("cpu"), matmul=100.0)
     assert [r.op for r in rows] == ["conv_relu_fwd", "conv_relu_fwd+bwd"]
     assert rows[0].unit == "TFLOP/s" and rows[0].rate == pytest.approx(case.flops()[0] / 2e-3 / 1e12)
 

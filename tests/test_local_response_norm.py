@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import fastalex
+from fastalex import _backends as _backends_mod
 from fastalex import functional as fa
 from fastalex.kernels import local_response_norm as lrn_kernels
 from backends_here import KERNEL_BACKENDS, fits
@@ -303,17 +304,17 @@ def test_rejects_triton_float64():
         fa.local_response_norm(torch.randn(2, 3, 4, 4, dtype=torch.float64), 3)
 
 
-@pytest.mark.parametrize("backend", sorted(fa.LRN_MAX_SIZE))
+@pytest.mark.parametrize("backend", sorted(_backends_mod.LRN_MAX_SIZE))
 def test_size_beyond_a_backends_limit(backend, monkeypatch):
     """Named: a clear error. By default: the next backend in the order runs, with a warning."""
     from fastalex import _backends
 
     monkeypatch.setattr(_backends, "unavailable_reason", lambda name: None)  # pretend every backend exists
     monkeypatch.setattr(_backends, "_warned", set())
-    cap = fa.LRN_MAX_SIZE[backend]
+    cap = _backends.LRN_MAX_SIZE[backend]
 
     def limits(name):
-        return fa._limits(name, torch.float32, cap + 1)
+        return _backends.limits(name, torch.float32, cap + 1)
 
     with fastalex.backend(backend), pytest.raises(fastalex.BackendError,
                                                   match=f"backend '{backend}' takes size <= {cap}, got size={cap + 1}"):
@@ -323,7 +324,7 @@ def test_size_beyond_a_backends_limit(backend, monkeypatch):
         assert _backends.resolve("local_response_norm", "cuda", limits) == expected
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # at the cuda cap, triton is skipped with a warning
-        at_cap = _backends.resolve("local_response_norm", "cuda", lambda name: fa._limits(name, torch.float32, cap))
+        at_cap = _backends.resolve("local_response_norm", "cuda", lambda name: _backends.limits(name, torch.float32, cap))
     assert at_cap == backend
 
 
@@ -335,7 +336,7 @@ def test_default_skips_a_backend_without_the_dtype(monkeypatch):
     monkeypatch.setattr(_backends, "_warned", set())
     with pytest.warns(RuntimeWarning, match="backend 'triton' takes float32, float16, bfloat16 tensors"):
         got = _backends.resolve("local_response_norm", "cuda",
-                                lambda name: fa._limits(name, torch.float64, 5))
+                                lambda name: _backends.limits(name, torch.float64, 5))
     assert got == "cuda"
 
 

@@ -577,7 +577,7 @@ def test_resize_and_center_crop_constant_stays_constant(dtype):
 
 
 def test_resize_and_center_crop_bad_arguments():
-    with pytest.raises(ValueError, match="resize_and_center_crop: size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="resize_and_center_crop: size must be >= 1, got 0"):
         resize_and_center_crop(torch.zeros(3, 8, 8), 0)
     with pytest.raises(ValueError, match=r"resize_and_center_crop: images must be \(C, H, W\) or \(N, C, H, W\)"):
         resize_and_center_crop(torch.zeros(8, 8), 4)

@@ -50,12 +50,26 @@ def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg
 
 
 def tuned_configs() -> dict[Hashable, object]:
-    """A copy of the configs chosen so far (for `python -m fastalex info` and the benchmarks)."""
+    """A copy of the configs chosen so far in this process (the benchmarks record them with their figures)."""
     return dict(_TUNED)
 
 
-def is_cuda_or_interpreted(t: torch.Tensor) -> bool:
-    return t.is_cuda or (interpreting() and t.device.type == "cpu")
+# CUDA caps grid axes 1 and 2 at 65535: the kernels that put samples on one take that many per call.
+MAX_GRID_SAMPLES = 65535
+
+
+def check_sample_extent(op: str, *tensors: torch.Tensor, samples_on_grid: bool = True) -> None:
+    """Raise unless each tensor's samples fit the kernels' addressing: offsets inside one sample are
+    32-bit (the sample's base offset is 64-bit), and with `samples_on_grid` the batch sits on a grid
+    axis, which takes at most MAX_GRID_SAMPLES."""
+    for t in tensors:
+        extent = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
+        if extent >= 2**31:
+            raise ValueError(f"{op}: one sample spans {extent} elements; the triton backend takes fewer than "
+                             "2^31 per sample (use the cuda backend)")
+    if samples_on_grid and tensors[0].shape[0] > MAX_GRID_SAMPLES:
+        raise ValueError(f"{op}: the triton backend takes at most {MAX_GRID_SAMPLES} samples per call, "
+                         f"got {tensors[0].shape[0]}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,9 @@ makes the GEMM's K axis (kh, kw, ci) contiguous in ci, NCHW works too.
   deterministic.
 
 fp16/bf16 run on the tensor cores with fp32 accumulation; fp32 runs as TF32 exactly when the caller
-passes precision="tf32" (the ops layer follows torch.backends.cudnn.allow_tf32), else in IEEE fp32.
+passes precision="tf32" (the ops layer follows torch's convolution setting:
+torch.backends.cudnn.conv.fp32_precision, else the legacy torch.backends.cudnn.allow_tf32), else in
+IEEE fp32.
 """
 from __future__ import annotations
 
@@ -283,13 +285,6 @@ def grad_weight_candidates(cout_g: int) -> list[Config]:
     return list(dict.fromkeys(out))
 
 
-def _check(op: str, *tensors: torch.Tensor) -> None:
-    for t in tensors:
-        extent = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
-        if extent >= 2**31:
-            raise ValueError(f"{op}: one sample spans {extent} elements; the triton backend takes fewer than 2^31")
-
-
 def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
     N, _, H, W = x.shape
     _, _, Ho, Wo = y.shape
@@ -309,7 +304,7 @@ def conv2d_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: 
     """Writes act(conv(x, w) + b) into y. x (N, Cin, H, W), w (Cout, Cin/groups, KH, KW), y (N, Cout, Ho, Wo)."""
     if y.numel() == 0:
         return
-    _check("conv2d", x, y)
+    _common.check_sample_extent("conv2d", x, y, samples_on_grid=False)
     if config is None:
         key = ("conv2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(w.shape), geo, precision, relu,
                b is not None, x.stride(1) == 1, x.shape[0])
@@ -337,7 +332,7 @@ def conv2d_grad_input(grad_y: torch.Tensor, y: torch.Tensor | None, w: torch.Ten
     is the ReLU mask (None: no ReLU)."""
     if dx.numel() == 0:
         return
-    _check("conv2d", grad_y, dx)
+    _common.check_sample_extent("conv2d", grad_y, dx, samples_on_grid=False)
     relu = y is not None
     if config is None:
         key = ("conv2d_dgrad", dx.device, dx.dtype, tuple(dx.shape[1:]), tuple(w.shape), geo, precision, relu,
@@ -382,7 +377,7 @@ def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Te
     dw_parts = torch.zeros((split, cout, K), dtype=torch.float32, device=x.device)
     db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
     if R:
-        _check("conv2d", grad_y, x)
+        _common.check_sample_extent("conv2d", grad_y, x, samples_on_grid=False)
         relu = y is not None
         run = lambda cfg: _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu,  # noqa: E731
                                               r_chunk, cfg)

@@ -5,14 +5,17 @@
 The launchers take 3-D strided views (N, C, S): S is every spatial dimension merged into one, which
 NCHW and channels_last tensors both allow without a copy (the ops layer makes the views). A program
 owns BLOCK_S positions of one sample and walks down all its channels, so x is read from DRAM once.
-Three ways to get each channel's window, all timed by the tuner on first use per shape:
+Three ways to get each channel's window; the tuner times a launch's candidates on first use per
+shape (forward: all three; backward: "sequential" and "dot"). What it picked on an H200
+(benchmarks/RESULTS.md, measured with an earlier version of the "dot" path):
 
 - "sequential" (size <= 8): one row at a time, the last `size` rows held in registers, rows
-  prefetched ahead. Fastest for NCHW on an H200 (benchmarks/RESULTS.md).
+  prefetched ahead. Picked for NCHW at 96x55x55, forward and backward.
 - "shift": a [BLOCK_C, BLOCK_S] tile per chunk, the window summed from `size` shifted loads (the
-  repeats hit L1/L2). Any size; the channels_last forward's pick.
+  repeats hit L1/L2). Any size; forward only. Picked for the channels_last forward and the NCHW
+  forward at 256x27x27.
 - "dot": the window summed by a 0/1 band matrix on the tensor cores (3xTF32 for fp32 data).
-  Any size; the backward's tile path.
+  Any size. Picked for the channels_last backward.
 
 Floors (H200, 4.27 TB/s copy, batch 128, 96x55x55 fp32): forward 0.070 ms (read x, write y),
 backward 0.105 ms (read x and grad_y, write grad_x).
@@ -476,24 +479,12 @@ def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
                                    DOT_PRECISION=_dot_precision(), num_warps=cfg.num_warps)
 
 
-def _check_offsets(*views: torch.Tensor) -> None:
-    # Offsets inside one sample are 32-bit in the kernels (the sample's base offset is 64-bit).
-    for v in views:
-        extent = sum((n - 1) * abs(s) for n, s in zip(v.shape[1:], v.stride()[1:]))
-        if extent >= 2**31:
-            raise ValueError(f"local_response_norm: one sample spans {extent} elements; the triton backend "
-                             "takes fewer than 2^31 per sample (use the cuda backend)")
-    if views[0].shape[0] > 65535:
-        raise ValueError(f"local_response_norm: the triton backend takes at most 65535 samples per call, "
-                         f"got {views[0].shape[0]}")
-
-
 def lrn_forward(x: torch.Tensor, y: torch.Tensor, size: int, alpha: float, beta: float, k: float,
                 config: Config | None = None) -> None:
     """Writes LRN(x) into y. x, y: (N, C, S) strided views of the same shape."""
     if x.numel() == 0:
         return
-    _check_offsets(x, y)
+    _common.check_sample_extent("local_response_norm", x, y)
     channels_last = x.stride(1) == 1 and x.shape[1] > 1
     if config is None:
         candidates = forward_candidates(size, channels_last)
@@ -508,7 +499,7 @@ def lrn_backward(x: torch.Tensor, grad_y: torch.Tensor, grad_x: torch.Tensor, si
     """Writes the gradient of LRN at x for grad_y into grad_x. All three: (N, C, S) strided views."""
     if x.numel() == 0:
         return
-    _check_offsets(x, grad_y, grad_x)
+    _common.check_sample_extent("local_response_norm", x, grad_y, grad_x)
     channels_last = x.stride(1) == 1 and x.shape[1] > 1
     if config is None:
         candidates = backward_candidates(size, channels_last)

@@ -163,18 +163,6 @@ def is_channels_last(t: torch.Tensor) -> bool:
     return t.stride(1) == 1 and t.shape[1] > 1
 
 
-def check_offsets(op: str, *tensors: torch.Tensor) -> None:
-    # Offsets inside one sample are 32-bit in the kernels (the sample's base offset is 64-bit); samples
-    # go on grid axis 2, which CUDA caps at 65535.
-    for t in tensors:
-        extent = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
-        if extent >= 2**31:
-            raise ValueError(f"{op}: one sample spans {extent} elements; the triton backend takes fewer than "
-                             "2^31 per sample (use the cuda backend)")
-    if tensors[0].shape[0] > 65535:
-        raise ValueError(f"{op}: the triton backend takes at most 65535 samples per call, got {tensors[0].shape[0]}")
-
-
 def _launch_forward(x, y, winners, pool: Pool, cfg: Config):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2:]
@@ -209,7 +197,7 @@ def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch.Tensor, 
     winners: (N, C, Ho, Wo); any strides."""
     if y.numel() == 0:
         return
-    check_offsets("max_pool2d", x, y, winners)
+    _common.check_sample_extent("max_pool2d", x, y, winners)
     if config is None:
         cl = is_channels_last(x)
         config = _common.tuned_config(
@@ -224,7 +212,7 @@ def max_pool2d_backward(grad_y: torch.Tensor, winners: torch.Tensor, grad_x: tor
     winners (N, C, Ho, Wo); any strides."""
     if grad_x.numel() == 0:
         return
-    check_offsets("max_pool2d_backward", grad_y, winners, grad_x)
+    _common.check_sample_extent("max_pool2d_backward", grad_y, winners, grad_x)
     if config is None:
         cl = is_channels_last(grad_x)
         config = _common.tuned_config(

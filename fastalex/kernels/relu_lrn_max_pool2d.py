@@ -32,7 +32,7 @@ from fastalex.kernels import _common
 from fastalex.kernels._common import Pool
 from fastalex.kernels.local_response_norm import (MAX_SEQUENTIAL_SIZE, _load_row, _load_rows, _pow_neg,
                                                   _prefetch, _shift_in, _slot, _sum_slots)
-from fastalex.kernels.max_pool2d import _gather_grad, _scan_tap, _store_pooled, check_offsets, is_channels_last
+from fastalex.kernels.max_pool2d import _gather_grad, _scan_tap, _store_pooled, is_channels_last
 
 MAX_SEQUENTIAL_TAPS = 16
 
@@ -298,7 +298,7 @@ def relu_lrn_max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch
     _check_pool(pool)
     if y.numel() == 0:
         return
-    check_offsets("relu_lrn_max_pool2d", x, y, winners)
+    _common.check_sample_extent("relu_lrn_max_pool2d", x, y, winners)
     if config is None:
         cl = is_channels_last(x)
         config = _common.tuned_config(
@@ -320,7 +320,7 @@ def relu_lrn_max_pool2d_backward(x: torch.Tensor, grad_y: torch.Tensor, winners:
         raise ValueError(f"relu_lrn_max_pool2d: the fused backward takes size <= {MAX_SEQUENTIAL_SIZE}, got {size}")
     if grad_x.numel() == 0:
         return
-    check_offsets("relu_lrn_max_pool2d_backward", x, grad_y, winners, grad_x)
+    _common.check_sample_extent("relu_lrn_max_pool2d_backward", x, grad_y, winners, grad_x)
     if config is None:
         config = _common.tuned_config(
             ("relu_lrn_max_pool2d_bwd", x.device, x.dtype, tuple(x.shape[1:]), is_channels_last(x), size, pool),

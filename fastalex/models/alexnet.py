@@ -1,7 +1,7 @@
 """AlexNet, laid out like torchvision's (features, avgpool, classifier; classifier[6] the last Linear),
 in two variants:
 
-- "paper" (Krizhevsky et al. 2012, as the seed reads it): conv1 96 11x11/4 with padding (1, 2) so
+- "paper" (Krizhevsky et al. 2012): conv1 96 11x11/4 with padding (1, 2) so
   224 -> 55, conv2 256 5x5 pad 2, conv3 384, conv4 384, conv5 256 3x3 pad 1; ReLU after every
   convolution; LRN (n=5, k=2, beta=0.75, and the paper's alpha 1e-4 on the raw sum, which is torch's
   alpha = 5e-4) then an overlapping 3x3/2 max-pool after conv1 and conv2; a max-pool after conv5;
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fastalex import nn as fnn
+from fastalex._checks import conv_output_size, pool_output_size
 
 VARIANTS = ("paper", "torchvision")
 INITS = ("default", "paper", "kaiming")
@@ -96,11 +97,11 @@ def min_input_size(variant: str) -> int:
     for size in range(1, 1024):
         h = size
         for (_, k, s, pad, _), after in zip(_CONVS[variant], _AFTER[variant]):
-            h = (h + pad[2] + pad[3] - k) // s + 1
+            h = conv_output_size(h, k, s, pad[2], pad[3])
             if h < 1:
                 break
             if after:
-                h = (h - POOL[0]) // POOL[1] + 1
+                h = pool_output_size(h, *POOL, pad=0)
                 if h < 1:
                     break
         else:

@@ -1,6 +1,6 @@
 """fastalex::conv2d: the custom op (convolution, optional bias, optional ReLU), its fake implementation
-and its autograd, on the triton backend (the cpu and torch backends run torch's convolution and never
-reach this op).
+and its autograd, on the triton backend (the cuda, cpu and torch backends run torch's convolution and
+never reach this op: fastalex._backends.NATIVE_OPS).
 
 Arguments arrive checked (fastalex/functional.py): input (N, Cin, H, W), weight (Cout, Cin/groups,
 KH, KW), padding as (left, right, top, bottom). Autograd saves what the backward needs and no more:
@@ -14,11 +14,8 @@ from typing import Sequence
 import torch
 from torch._prims_common import suggest_memory_format
 
+from fastalex._checks import conv_output_size
 from fastalex.kernels._common import interpreting
-
-
-def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
-    return (size + pad_before + pad_after - kernel) // stride + 1
 
 
 def torch_conv_uses_tf32() -> bool:
@@ -57,8 +54,8 @@ def _geometry(weight_shape, stride, padding, groups):
 def _empty_output(input: torch.Tensor, weight: torch.Tensor, stride, padding) -> torch.Tensor:
     n, _, h, w = input.shape
     left, right, top, bottom = padding
-    shape = (n, weight.shape[0], output_size(h, weight.shape[2], stride[0], top, bottom),
-             output_size(w, weight.shape[3], stride[1], left, right))
+    shape = (n, weight.shape[0], conv_output_size(h, weight.shape[2], stride[0], top, bottom),
+             conv_output_size(w, weight.shape[3], stride[1], left, right))
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
 
 

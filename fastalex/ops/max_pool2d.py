@@ -12,16 +12,8 @@ from typing import Sequence
 import torch
 from torch._prims_common import suggest_memory_format
 
+from fastalex._checks import pool_output_size
 from fastalex.kernels._common import Pool
-
-
-def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
-    """torch's pooling_output_shape: with ceil_mode the last window must start inside the input or the
-    left padding."""
-    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 def winner_dtype(kernel_size: Sequence[int]) -> torch.dtype:
@@ -42,8 +34,8 @@ def winners_to_indices(winners: torch.Tensor, input_width: int, kernel_size, str
 
 def empty_outputs(input: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode):
     n, c, h, w = input.shape
-    ho = output_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
-    wo = output_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    ho = pool_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    wo = pool_output_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
     fmt = suggest_memory_format(input)
     out = torch.empty((n, c, ho, wo), dtype=input.dtype, device=input.device, memory_format=fmt)
     winners = torch.empty((n, c, ho, wo), dtype=winner_dtype(kernel_size), device=input.device, memory_format=fmt)

@@ -1,4 +1,4 @@
-"""`fastalex train` / `fastalex eval` on the CPU at a tiny size: learning, exact resume, Ctrl-C,
+"""fastalex.train (`fastalex train` / `fastalex eval`) on the CPU at a tiny size: learning, exact resume, Ctrl-C,
 atomic checkpoints, DDP (gloo, 2 processes) against one process at twice the batch, bad inputs."""
 import dataclasses
 import json
@@ -13,11 +13,10 @@ import pytest
 import torch
 
 import fastalex
-from fastalex import checkpoint as ckpt
-from fastalex import datasets
+from fastalex import data
 from fastalex.__main__ import main
-from fastalex.evaluation import run_eval
-from fastalex.training import TrainConfig, train
+from fastalex.train import TrainConfig, run_eval, train
+from fastalex.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.skipif("cpu" not in fastalex.backends(), reason="needs the C++ extension's CPU kernels")
 
@@ -98,18 +97,18 @@ class _InterruptAt(torch.utils.data.Dataset):
 
 
 def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, monkeypatch):
-    from fastalex import training
+    from fastalex.train import loop
 
-    build = training.build_datasets
+    build = loop.load_data
 
     def interrupted(config):
         train_set, val_set, classes, described = build(config)
         # the first image of the third batch of epoch 0's order
-        first_of_third = training.ShardedSampler(len(train_set), config.batch_size, training.Distributed(),
-                                                 config.seed)._indices()[2 * config.batch_size]
+        first_of_third = data.ShardedSampler(len(train_set), config.batch_size, config.seed)._indices()[
+            2 * config.batch_size]
         return _InterruptAt(train_set, first_of_third), val_set, classes, described
 
-    monkeypatch.setattr(training, "build_datasets", interrupted)
+    monkeypatch.setattr(loop, "load_data", interrupted)
     result = train(tiny(tmp_path, epochs=2, preload=False))  # images read as the steps need them
     assert result["stopped"] and result["steps"] == 3  # the interrupted step ran to completion
     state = ckpt.load(Path(result["out"]) / "checkpoint.pt")
@@ -180,18 +179,19 @@ def _torchrun(nproc: int, args: list[str], tmp_path) -> subprocess.CompletedProc
 _SIGNAL_ONE_RANK = """
 import os, signal, sys, torch
 sys.path.insert(0, {tests!r})
-from fastalex import training
-from test_training import _InterruptAt
+from fastalex import data
+from fastalex.train import TrainConfig, loop
+from test_train import _InterruptAt
 
-build = training.build_datasets
+build = loop.load_data
 def interrupted(config):
     train_set, val_set, classes, described = build(config)
     if os.environ["RANK"] != "0":
         return train_set, val_set, classes, described
-    sampler = training.ShardedSampler(len(train_set), config.batch_size, training.Distributed(2, 0), config.seed)
+    sampler = data.ShardedSampler(len(train_set), config.batch_size, config.seed, world=2, rank=0)
     return _InterruptAt(train_set, sampler._indices()[2 * config.batch_size]), val_set, classes, described
-training.build_datasets = interrupted
-result = training.train(training.TrainConfig(out={out!r}, device="cpu", epochs=2, batch_size=4, image_size=72,
+loop.load_data = interrupted
+result = loop.train(TrainConfig(out={out!r}, device="cpu", epochs=2, batch_size=4, image_size=72,
     crop_size=64, train_images=48, val_images=8, workers=0, preload=False, progress=False, plot=False, log_every=2))
 print("STEPS", result["steps"], result["interrupted"])
 """
@@ -244,9 +244,10 @@ def test_batch_larger_than_the_dataset(tmp_path):
 @pytest.mark.parametrize("option,value,message", [
     ("crop_size", 80, "--crop-size 80 is larger than --image-size 72"),
     ("crop_size", 32, "--crop-size must be at least 64"),
-    ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("lr", 0.0, "--lr must be > 0"),
+    ("lr", float("nan"), "--lr must be a finite number, got nan"),
     ("amp", "fp8", "--amp must be one of none, bf16, fp16"),
-    ("epochs", 0, "--epochs must be a positive integer"),
+    ("epochs", 0, "--epochs must be >= 1, got 0"),
     ("amp", "fp16", "--amp fp16 needs a GPU"),
 ])
 def test_bad_options(tmp_path, option, value, message):
@@ -332,7 +333,7 @@ def test_cli_prepare_then_train_on_the_prepared_folder(tmp_path, capsys):
     assert main(["prepare", str(src), str(tmp_path / "dst"), "--size", "72", "--workers", "0"]) == 0
     printed = capsys.readouterr().out
     assert "wrote 12 images" in printed and "skipped 1 unreadable" in printed
-    train_set, val_set = datasets.image_folders(tmp_path / "dst", image_size=72)
+    train_set, val_set = data.image_folders(tmp_path / "dst", image_size=72)
     assert len(train_set) == 8 and len(val_set) == 4 and train_set[0][0].shape == (3, 72, 72)
     assert main(["prepare", str(src), str(src / "inside"), "--workers", "0"]) == 2
     assert "fastalex prepare: error:" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""`fastalex eval`: top-1 / top-5 error of a trained AlexNet, with the centre crop or the paper's
-ten-crop average (four corners and the centre, and their mirror images; softmax averaged)."""
+"""`fastalex eval` and the validation pass of `fastalex train`: top-1 / top-5 error of a trained
+AlexNet, with the centre crop or the paper's ten-crop average (four corners and the centre, and their
+mirror images; softmax averaged)."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,11 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from fastalex import checkpoint as ckpt
+from fastalex import transforms
+from fastalex.data import ImageFolder, ShardedSampler, SyntheticShapes, make_loader
+from fastalex.models import AlexNet
+from fastalex.train import checkpoint as ckpt
+from fastalex.train.config import AMP_DTYPES, TrainConfig
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -24,11 +29,8 @@ def evaluate_loader(model: torch.nn.Module, loader, device: torch.device, *, cro
     """Loss and top-1/top-5 error over a loader of (uint8 images, labels, skipped) batches.
 
     The model runs in eval mode (no dropout) and is put back in the mode it was in. With `dist`
-    (training.Distributed) the sums are reduced over ranks, each of which saw its own shard.
+    (fastalex.train.distributed.Distributed) the sums are reduced over ranks, each of which saw its own shard.
     """
-    from fastalex import transforms
-    from fastalex.training import AMP_DTYPES
-
     amp_dtype = AMP_DTYPES[amp]
     normalize = transforms.Normalize()
     tens = transforms.TenCrop(crop_size) if ten_crop else None
@@ -76,10 +78,6 @@ def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop
              progress: bool = True) -> dict:
     """Evaluate a `fastalex train` checkpoint on DATA/val (or the synthetic validation split it was
     trained on, when it was trained on that and no data is given)."""
-    from fastalex import datasets
-    from fastalex.models import AlexNet
-    from fastalex.training import Distributed, ShardedSampler, TrainConfig, make_loader
-
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("fastalex eval: --device cuda, but torch sees no CUDA device")
@@ -91,7 +89,7 @@ def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop
         val_root = os.path.join(data, "val")
         if not os.path.isdir(val_root):
             raise FileNotFoundError(f"fastalex eval: {val_root!r} does not exist (expected DATA/val/<class>/<images>)")
-        val = datasets.ImageFolder(val_root, image_size=config.image_size)
+        val = ImageFolder(val_root, image_size=config.image_size)
         if list(val.classes) != list(state["classes"]):
             only_ckpt = sorted(set(state["classes"]) - set(val.classes))
             only_data = sorted(set(val.classes) - set(state["classes"]))
@@ -102,7 +100,7 @@ def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop
                 + (f"; only in the data: {only_data}" if only_data else ""))
         described = val_root
     elif state["data"]["synthetic"]:
-        val = datasets.SyntheticShapes(config.val_images, image_size=config.image_size, seed=config.seed,
+        val = SyntheticShapes(config.val_images, image_size=config.image_size, seed=config.seed,
                                        split="val", num_classes=config.num_classes)
         described = "the synthetic validation split it was trained with"
     else:
@@ -114,7 +112,7 @@ def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     workers = (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0) if workers is None else workers
-    sampler = ShardedSampler(len(val), batch_size, Distributed(), 0, shuffle=False, drop_last=False)
+    sampler = ShardedSampler(len(val), batch_size, 0, shuffle=False, drop_last=False)
     loader = make_loader(val, sampler, batch_size, workers, dev)
     if progress:
         from tqdm import tqdm

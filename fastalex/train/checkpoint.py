@@ -1,4 +1,5 @@
-"""Training checkpoints: written atomically, checked against the model they are loaded into."""
+"""Training checkpoints: written atomically, checked against the model they are loaded into, and the
+RNG states they carry."""
 from __future__ import annotations
 
 import os
@@ -70,3 +71,14 @@ def load(path: str | os.PathLike, *, variant: str | None = None, num_classes: in
         raise CheckpointError(f"checkpoint {str(path)!r} has {model_args['num_classes']} classes, the data has "
                               f"{num_classes}")
     return state
+
+
+def rng_state(device: torch.device) -> dict:
+    """This process's RNG states (CPU, and the device's on a GPU), for a checkpoint."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)

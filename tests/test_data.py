@@ -1,4 +1,4 @@
-"""fastalex.datasets: SyntheticShapes, ImageFolder, image_folders, collate_uint8, prepare_image_folder (CPU)."""
+"""fastalex.data: SyntheticShapes, ImageFolder, image_folders, collate_uint8, prepare_image_folder (CPU)."""
 import os
 import re
 import warnings
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from fastalex.datasets import (ImageFolder, SyntheticShapes, collate_uint8, image_folders,
+from fastalex.data import (ImageFolder, SyntheticShapes, collate_uint8, image_folders,
                                prepare_image_folder)
 
 # ------------------------------------------------------------------------------------------------
