@@ -19,7 +19,22 @@ def register_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("--require", type=_backend_list, metavar="BACKENDS",
                    help="comma-separated backends that must be available (e.g. triton,cuda,cpu): exit 1 naming "
                         "those that are not")
+    p.add_argument("--tuned", action="store_true",
+                   help="also list the tuner's choices kept on disk for this GPU and these versions")
     p.set_defaults(func=run_info)
+
+
+def print_tuned() -> None:
+    """The tuning cache of this machine (fastalex/kernels/_tuning_cache.py): one line per launch key."""
+    from fastalex.kernels import _tuning_cache
+
+    cache = _tuning_cache.cache()
+    if cache.path is None:
+        print("tuning cache: off (FASTALEX_TUNING_CACHE=0)")
+        return
+    print(f"tuning cache: {cache.path} ({len(cache.entries)} choices; {cache.versions})")
+    for key, fields in sorted(cache.entries.items()):
+        print(f"  {key}: {fields}")
 
 
 def run_info(args) -> int:
@@ -48,6 +63,8 @@ def run_info(args) -> int:
         print(f"\nwhy the CUDA kernels are not built:\n{st.cuda_error}")
     available = _backends.backends()
     print(f"available: {', '.join(available)}")
+    if args.tuned:
+        print_tuned()
     missing = [name for name in args.require or () if name not in available]
     if missing:
         print("fastalex info: required backend(s) unavailable: " + "; ".join(

@@ -36,3 +36,21 @@ def test_public_names_resolve():
         assert getattr(fastalex, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fastalex.nope  # noqa: B018
+
+
+def test_info_tuned_lists_the_tuning_cache(capsys, monkeypatch, tmp_path):
+    import dataclasses
+
+    from fastalex.kernels import _tuning_cache
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        block: int
+
+    monkeypatch.setenv("FASTALEX_TUNING_CACHE", str(tmp_path))
+    monkeypatch.setattr(_tuning_cache, "_cache", None)
+    _tuning_cache.cache().put(("lrn_forward", (128, 96, 3025)), Cfg(256))
+    monkeypatch.setattr(_tuning_cache, "_cache", None)  # as a new process reads it
+    main(["info", "--tuned"])
+    out = capsys.readouterr().out
+    assert f"tuning cache: {tmp_path}" in out and "('lrn_forward', (128, 96, 3025)): {'block': 256}" in out

@@ -18,11 +18,12 @@ def interpreting() -> bool:
 
 
 def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg], None]) -> Cfg:
-    """The fastest of `candidates` for `key`, timed once per process on the real inputs.
+    """The fastest of `candidates` for `key`, timed on the real inputs once per machine: the choice is
+    kept for this process and in the tuning cache on disk (fastalex/kernels/_tuning_cache.py).
 
     `launch(cfg)` must only write outputs (it runs several times). Under the interpreter, or with
-    FASTALEX_TUNE=0, the first candidate is used untimed. Candidates that fail to compile (too many
-    registers or too much shared memory for this GPU) are skipped.
+    FASTALEX_TUNE=0, the first candidate is used untimed (and nothing is cached). Candidates that
+    fail to compile (too many registers or too much shared memory for this GPU) are skipped.
     """
     if key in _TUNED:
         return _TUNED[key]  # type: ignore[return-value]
@@ -31,22 +32,31 @@ def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg
     if interpreting() or os.environ.get("FASTALEX_TUNE", "1") == "0" or len(candidates) == 1:
         best = candidates[0]
     else:
-        import triton.testing
+        from fastalex.kernels import _tuning_cache
 
-        timings = []
-        for cfg in candidates:
-            try:
-                ms = triton.testing.do_bench(lambda: launch(cfg), warmup=5, rep=20, return_mode="median")
-            except Exception as e:  # noqa: BLE001 - a config the GPU cannot run is just not a candidate
-                if "OutOfResources" not in type(e).__name__ and "out of resource" not in str(e):
-                    raise
-                continue
-            timings.append((ms, cfg))
-        if not timings:
-            raise RuntimeError(f"fastalex: no kernel configuration could run for {key}")
-        best = min(timings, key=lambda t: t[0])[1]
+        best = _tuning_cache.cache().get(key, candidates)
+        if best is None:
+            best = _fastest(key, candidates, launch)
+            _tuning_cache.cache().put(key, best)
     _TUNED[key] = best
     return best
+
+
+def _fastest(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg], None]) -> Cfg:
+    import triton.testing
+
+    timings = []
+    for cfg in candidates:
+        try:
+            ms = triton.testing.do_bench(lambda: launch(cfg), warmup=5, rep=20, return_mode="median")
+        except Exception as e:  # noqa: BLE001 - a config the GPU cannot run is just not a candidate
+            if "OutOfResources" not in type(e).__name__ and "out of resource" not in str(e):
+                raise
+            continue
+        timings.append((ms, cfg))
+    if not timings:
+        raise RuntimeError(f"fastalex: no kernel configuration could run for {key}")
+    return min(timings, key=lambda t: t[0])[1]
 
 
 def tuned_configs() -> dict[Hashable, object]:
