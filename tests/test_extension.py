@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,10 @@ def test_cpu_kernels_built():
     assert st.module is not None, st.cpu_error
     assert hasattr(st.module, "lrn_forward") and hasattr(st.module, "lrn_backward")
     assert st.build_dir and f"torch-{torch.__version__}" in st.build_dir  # one cache per torch: no ABI mix
+    # Compiled from its own copy of the sources (position-independent; tests/test_packaging.py), and
+    # marked finished, so that later processes load it directly.
+    assert (Path(st.build_dir) / "csrc" / "bindings.cpp").is_file()
+    assert (Path(st.build_dir) / (Path(st.build_dir) / "fastalex-built").read_text().strip()).is_file()
 
 
 @pytest.mark.skipif(torch.version.cuda is None or _extension.find_cuda_home() is None,
@@ -62,9 +67,14 @@ def test_failed_build_is_reported(tmp_path, monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="C\\+\\+ extension is unavailable"):
         _extension.load()
     assert cli.main(["info"]) == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "backend cpu     unavailable: the C++ build failed" in out
     assert "deliberately broken for a test" in out
+    # The attempt said what it was doing, once, and how it ended.
+    assert captured.err.count("fastalex: building the C++/CUDA extension for torch") == 1, captured.err
+    assert "fastalex: the build failed after" in captured.err
+    assert not list((tmp_path / "build").rglob("fastalex-built"))  # a failed build is not marked as finished
 
 
 def test_info_command():
