@@ -321,7 +321,7 @@ def test_bench_conv_rows(monkeypatch):
     ours_fwd, _ = conv.conv_fns(case, "triton", x, w, b, grad)
     theirs_fwd, _ = conv.conv_fns(case, "torch", x, w, b, grad)
     assert_rel_close(ours_fwd(), theirs_fwd(), what="bench closure")
-    monkeypatch.setattr(bench, "time_ms", lambda fn, device: (fn(), 2.0)[1])
+    monkeypatch.setattr(conv, "time_ms", lambda fn, device: (fn(), 2.0)[1])
     rows = conv.measure_conv(case, "triton", torch.device("cpu"), matmul=100.0)
     assert [r.op for r in rows] == ["conv_relu_fwd", "conv_relu_fwd+bwd"]
     assert rows[0].unit == "TFLOP/s" and rows[0].rate == pytest.approx(case.flops()[0] / 2e-3 / 1e12)
