@@ -44,6 +44,7 @@ def assert_same_weights(a: dict, b: dict, **tol) -> None:
             assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow  # about 40 s on 2 idle cores: 60 steps and 5 validation passes
 def test_training_lowers_the_loss_and_writes_logs_checkpoints_and_plot(tmp_path):
     # 60 steps of batch 16 at 64 px; the loss starts at ln(12) = 2.48 (the last layer is near zero)
     config = tiny(tmp_path, epochs=5, batch_size=16, train_images=192, val_images=48, lr=0.003, dropout=0.0,
