@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script for a lent GPU (H100/H200): offline install, extension build, GPU tests,
+# The one script for a GPU machine (H100/H200): offline install, extension build, GPU tests,
 # benchmarks, a compact table printed last. Full figures go to $OUT (default benchmarks/results).
 # Usage, from the repository root:  bash benchmarks/gpu_check.sh [benchmark files]
 # e.g. bash benchmarks/gpu_check.sh benchmarks/test_bench_max_pool2d.py. The default runs them all;

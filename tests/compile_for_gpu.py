@@ -2,7 +2,7 @@
 `python tests/compile_for_gpu.py 90 float32` prints one "ok <kernel>" line per kernel.
 
 The interpreter runs the kernels' Python, not Triton's compiler: this catches what only compilation
-finds (type errors in the lowering, LLVM or ptxas failures) before a lent GPU does. Run by
+finds (type errors in the lowering, LLVM or ptxas failures) before a GPU does. Run by
 tests/test_compile_for_gpu.py in a subprocess, since an LLVM assertion aborts the process.
 """
 from __future__ import annotations
