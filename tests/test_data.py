@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from fastalex import data
 from fastalex.data import (ImageFolder, SyntheticShapes, collate_uint8, image_folders,
                                prepare_image_folder)
 
@@ -168,7 +169,7 @@ def test_synthetic_shapes_in_dataloader_workers():
     ds = SyntheticShapes(20, image_size=32)
     loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate_uint8)
     images, labels, skipped = zip(*loader)
-    assert sum(map(len, labels)) == 20 and sum(skipped) == 0
+    assert sum(map(len, labels)) == 20 and all(s == {} for s in skipped)
     assert torch.equal(torch.cat(images), torch.stack([ds[i][0] for i in range(20)]))
     assert torch.cat(labels).tolist() == [i % 12 for i in range(20)]
 
@@ -289,18 +290,19 @@ def test_image_folder_class_order_and_given_classes(tmp_path):
 def test_image_folder_corrupt_files_are_skipped(tmp_path):
     _write(tmp_path / "good" / "ok.jpg", size=(30, 20))
     bad = _corrupt(tmp_path)
+    _write(tmp_path / "bad" / "zz_ok.png", size=(20, 20))  # a class needs one readable image
     ds = ImageFolder(tmp_path, image_size=16)
-    assert ds.classes == ["bad", "good"] and len(ds) == 4
-    for i, path in enumerate(bad):
-        with pytest.warns(RuntimeWarning, match=f"skipping unreadable image {re.escape(path)}"):
-            image, label = ds[i]
-        assert image is None and label == 0
+    assert ds.classes == ["bad", "good"] and len(ds) == 5
+    for i, (path, reason) in enumerate(zip(bad, ("corrupt", "corrupt", "empty"))):
+        with pytest.warns(RuntimeWarning, match=f"skipping unreadable image {re.escape(path)} \\({reason}: "):
+            image, label, why = ds[i]
+        assert image is None and label == 0 and why == reason
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        batch = [ds[i] for i in (3, 0, 1, 3, 2)]
+        batch = [ds[i] for i in (4, 0, 1, 4, 2)]
     images, labels, skipped = collate_uint8(batch)
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
-    assert labels.tolist() == [1, 1] and labels.dtype == torch.int64 and skipped == 3
+    assert labels.tolist() == [1, 1] and labels.dtype == torch.int64 and skipped == {"corrupt": 2, "empty": 1}
 
 
 def test_image_folder_dataloader_workers(tmp_path):
@@ -308,16 +310,18 @@ def test_image_folder_dataloader_workers(tmp_path):
         for j in range(5):
             _write(tmp_path / f"c{k}" / f"{j}.jpg", size=(20 + j, 24))
     _corrupt(tmp_path)
+    _write(tmp_path / "bad" / "ok.png", size=(20, 20))  # a class needs one readable image
     ds = ImageFolder(tmp_path, image_size=16)
     loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2, collate_fn=collate_uint8,
                         generator=torch.Generator().manual_seed(0))
-    seen, skipped = [], 0
+    seen, skipped = [], {}
     for images, labels, n_skipped in loader:
         assert images.dtype == torch.uint8 and images.shape[1:] in ((3, 16, 16), (3, 0, 0))
         assert labels.shape == (images.shape[0],)
         seen += labels.tolist()
-        skipped += n_skipped
-    assert skipped == 3 and sorted(seen) == [1] * 5 + [2] * 5 + [3] * 5
+        for reason, k in n_skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + k
+    assert skipped == {"corrupt": 2, "empty": 1} and sorted(seen) == [0] + [1] * 5 + [2] * 5 + [3] * 5
 
 
 def test_image_folder_errors(tmp_path):
@@ -385,11 +389,13 @@ def test_collate_uint8():
     x = [torch.full((3, 4, 4), k, dtype=torch.uint8) for k in range(3)]
     images, labels, skipped = collate_uint8([(x[0], 5), (None, 1), (x[2], torch.tensor(7))])
     assert images.shape == (2, 3, 4, 4) and images[1].eq(2).all()
-    assert labels.tolist() == [5, 7] and labels.dtype == torch.int64 and skipped == 1
-    for batch in ([(None, 0), (None, 3)], []):
+    assert labels.tolist() == [5, 7] and labels.dtype == torch.int64 and skipped == {"unreadable": 1}
+    for batch, expected in (([(None, 0), (None, 3, "empty"), (None, 1, "bomb"), (None, 2, "odd")],
+                             {"bomb": 1, "empty": 1, "unreadable": 2}), ([], {})):
         images, labels, skipped = collate_uint8(batch)
         assert images.shape == (0, 3, 0, 0) and images.dtype == torch.uint8
-        assert labels.shape == (0,) and labels.dtype == torch.int64 and skipped == len(batch)
+        assert labels.shape == (0,) and labels.dtype == torch.int64 and skipped == expected
+        assert list(skipped) == sorted(skipped, key=data.SKIP_REASONS.index)
     with pytest.raises(ValueError, match=r"uint8 tensors of one shape; got torch.uint8 \(3, 4, 4\) and "
                                          r"torch.uint8 \(3, 5, 5\)"):
         collate_uint8([(x[0], 0), (torch.zeros(3, 5, 5, dtype=torch.uint8), 0)])

@@ -9,7 +9,8 @@ and the host-to-device copy four times smaller than float32.
 * :class:`SyntheticShapes` -- procedurally drawn shapes and textures, no download needed: a
   learnable stand-in for ImageNet for smoke tests, benchmarks and CPU tests.
 * :class:`ImageFolder` / :func:`image_folders` -- ``root/<class>/<image>`` trees (ImageNet layout).
-* :func:`collate_uint8` -- the DataLoader ``collate_fn`` that drops unreadable images.
+* :func:`collate_uint8` -- the DataLoader ``collate_fn`` that drops unreadable images and counts them by
+  reason (:data:`SKIP_REASONS`).
 * :func:`prepare_image_folder` -- the paper's one-off preprocessing (shorter side to 256, centre
   crop) written out as JPEGs, so that training decodes small files.
 * :class:`ShardedSampler`, :func:`make_loader`, :func:`preload` -- how `fastalex train` batches them.
@@ -22,13 +23,15 @@ Modules: synthetic.py, folder.py, prepare.py, loading.py (one each for the items
     train, val = image_folders("/data/imagenet256")      # or SyntheticShapes(50_000)
     loader = DataLoader(train, batch_size=128, shuffle=True, num_workers=8,
                         collate_fn=collate_uint8, pin_memory=True)
-    for images, labels, skipped in loader:                # uint8 (n, 3, 256, 256), int64 (n,), int
+    for images, labels, skipped in loader:                # uint8 (n, 3, 256, 256), int64 (n,), {reason: count}
         ...
 """
-from fastalex.data.folder import IMAGE_EXTENSIONS, ImageFolder, image_folders
-from fastalex.data.loading import PreloadedLoader, ShardedSampler, collate_uint8, make_loader, mix_seed, preload
+from fastalex.data.folder import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, SKIP_REASONS, ImageFolder, image_folders
+from fastalex.data.loading import (PreloadedLoader, ShardedSampler, collate_uint8, make_loader, mix_seed, preload,
+                                   skip_counts)
 from fastalex.data.prepare import prepare_image_folder
 from fastalex.data.synthetic import SyntheticShapes
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "PreloadedLoader", "ShardedSampler", "SyntheticShapes", "collate_uint8",
-           "image_folders", "make_loader", "mix_seed", "preload", "prepare_image_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "MAX_IMAGE_PIXELS", "PreloadedLoader", "SKIP_REASONS", "ShardedSampler",
+           "SyntheticShapes", "collate_uint8", "image_folders", "make_loader", "mix_seed", "preload",
+           "prepare_image_folder", "skip_counts"]

@@ -9,25 +9,35 @@ import signal
 import torch
 from torch.utils.data import default_collate
 
+from fastalex.data.folder import SKIP_REASONS
 
-def collate_uint8(samples) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """DataLoader ``collate_fn``: ``(images, labels, skipped)`` from ``(image or None, label)`` pairs.
+
+def collate_uint8(samples) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+    """DataLoader ``collate_fn``: ``(images, labels, skipped)`` from ``(image, label)`` pairs and
+    ``(None, label, reason)`` triples (ImageFolder's unreadable files; a pair ``(None, label)`` counts
+    as "unreadable").
 
     ``images`` is the uint8 (n, 3, S, S) stack of the images that are not None, ``labels`` their
-    int64 (n,) labels, ``skipped`` the number of Nones (unreadable files). When no image is valid
-    (or `samples` is empty) the batch is ``torch.empty(0, 3, 0, 0, dtype=torch.uint8)`` -- the size
-    is unknown -- with empty labels: check ``images.shape[0]`` (or ``labels.numel()``) before use.
+    int64 (n,) labels, ``skipped`` the number of Nones by reason: ``{reason: count}`` for the
+    reasons that occur, in :data:`fastalex.data.SKIP_REASONS`' order (an unknown reason counts as
+    "unreadable"); ``{}`` when nothing was skipped. When no image is valid (or `samples` is empty)
+    the batch is ``torch.empty(0, 3, 0, 0, dtype=torch.uint8)`` -- the size is unknown -- with
+    empty labels: check ``images.shape[0]`` (or ``labels.numel()``) before use.
 
     A module-level function, so it pickles into worker processes; in a worker the stack is written
     straight into shared memory (as by torch's default collate), and ``pin_memory=True`` pins both
-    tensors (the int passes through).
+    tensors (the dict passes through).
     """
-    images, labels = [], []
-    for image, label in samples:
-        if image is not None:
+    images, labels, counts = [], [], {}
+    for sample in samples:
+        image, label = sample[0], sample[1]
+        if image is None:
+            reason = sample[2] if len(sample) > 2 and sample[2] in SKIP_REASONS else "unreadable"
+            counts[reason] = counts.get(reason, 0) + 1
+        else:
             images.append(image)
             labels.append(int(label))
-    skipped = len(samples) - len(images)
+    skipped = {r: counts[r] for r in SKIP_REASONS if r in counts}
     if not images:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), skipped
     first = images[0]
@@ -37,6 +47,14 @@ def collate_uint8(samples) -> tuple[torch.Tensor, torch.Tensor, int]:
                              f"{_describe(first)} and {_describe(image)}")
     # default_collate stacks into shared memory when called in a worker: one copy fewer per batch.
     return default_collate(images), torch.tensor(labels, dtype=torch.int64), skipped
+
+
+def skip_counts(skipped) -> dict[str, int]:
+    """A batch's ``skipped`` as ``{reason: count}``: collate_uint8's dict as it is; a bare count (a
+    loader of another kind) as that many "unreadable"."""
+    if isinstance(skipped, dict):
+        return skipped
+    return {"unreadable": int(skipped)} if skipped else {}
 
 
 def _describe(x) -> str:
@@ -120,8 +138,8 @@ def preload(dataset, device: torch.device, workers: int) -> tuple[torch.Tensor, 
 
 
 class PreloadedLoader:
-    """A DataLoader's interface over preloaded tensors: (images, labels, 0) for each batch of the
-    sampler's indices, gathered on the device."""
+    """A DataLoader's interface over preloaded tensors: (images, labels, {}) for each batch of the
+    sampler's indices, gathered on the device (nothing skipped)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, sampler: ShardedSampler, batch_size: int):
         self.images, self.labels, self.sampler, self.batch_size = images, labels, sampler, batch_size
@@ -133,4 +151,4 @@ class PreloadedLoader:
         order = torch.tensor(list(self.sampler), dtype=torch.int64).to(self.images.device, non_blocking=True)
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
-            yield self.images.index_select(0, index), self.labels.index_select(0, index), 0
+            yield self.images.index_select(0, index), self.labels.index_select(0, index), {}

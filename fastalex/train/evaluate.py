@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fastalex import transforms
-from fastalex.data import ImageFolder, ShardedSampler, SyntheticShapes, make_loader
+from fastalex.data import SKIP_REASONS, ImageFolder, ShardedSampler, SyntheticShapes, make_loader, skip_counts
 from fastalex.models import AlexNet
 from fastalex.train import checkpoint as ckpt
 from fastalex.train.config import AMP_DTYPES, TrainConfig
@@ -30,16 +30,20 @@ def evaluate_loader(model: torch.nn.Module, loader, device: torch.device, *, cro
 
     The model runs in eval mode (no dropout) and is put back in the mode it was in. With `dist`
     (fastalex.train.distributed.Distributed) the sums are reduced over ranks, each of which saw its own shard.
+    A batch with no readable image counts its skipped files and nothing else. Returns loss, top1_err,
+    top5_err, images, skipped (files left out, in all) and skipped_by_reason ({reason: count}, every reason).
     """
     amp_dtype = AMP_DTYPES[amp]
     normalize = transforms.Normalize()
     tens = transforms.TenCrop(crop_size) if ten_crop else None
     was_training = model.training
     model.eval()
-    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top-1 right, top-5 right, images, skipped
+    # loss, top-1 right, top-5 right, images, then the files skipped for each of SKIP_REASONS
+    sums = torch.zeros(4 + len(SKIP_REASONS), dtype=torch.float64, device=device)
     try:
         for images, labels, skipped in loader:
-            sums[4] += skipped
+            for reason, k in skip_counts(skipped).items():
+                sums[4 + SKIP_REASONS.index(reason)] += k
             n = labels.numel()
             if n == 0:
                 continue
@@ -67,10 +71,11 @@ def evaluate_loader(model: torch.nn.Module, loader, device: torch.device, *, cro
         model.train(was_training)
     if dist is not None:
         sums = dist.all_sum(sums)
-    loss, top1, top5, count, skipped = sums.tolist()
-    count = max(count, 1)
+    loss, top1, top5, count, *skipped = sums.tolist()
+    images, count = int(count), max(count, 1)
     return {"loss": loss / count, "top1_err": 1 - top1 / count, "top5_err": 1 - top5 / count,
-            "images": int(sums[3].item()), "skipped": int(skipped)}
+            "images": images, "skipped": int(sum(skipped)),
+            "skipped_by_reason": dict(zip(SKIP_REASONS, map(int, skipped)))}
 
 
 def run_eval(checkpoint: str | os.PathLike, data: str | None = None, *, ten_crop: bool = False,

@@ -31,7 +31,8 @@ from fastalex.train.augment import Augmentation
 from fastalex.train.config import AMP_DTYPES, TrainConfig, given_options, resumed_config
 from fastalex.train.distributed import Distributed, gather, setup_distributed
 from fastalex.train.evaluate import evaluate_loader
-from fastalex.train.metrics import EpochMeter, epoch_line, write_logs
+from fastalex.train.metrics import (EpochMeter, NonFiniteLoss, epoch_line, nonfinite_message, skipped_columns,
+                                    write_logs)
 from fastalex.train.signals import StopRequest
 
 
@@ -120,9 +121,28 @@ def build_run(config: TrainConfig, classes: list, dist: Distributed, device: tor
     return run
 
 
+def check_finite(run: Run, dist: Distributed, *, weights: bool = False) -> None:
+    """Raise NonFiniteLoss if a training loss of this epoch (on any rank) or, with `weights`, a weight is
+    not finite. A device sync; under DDP a collective."""
+    bad = run.meter.nonfinite(dist)
+    if bad is None and weights and not torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all():
+        bad = (run.step - 1, None)
+    if bad is not None:
+        step = bad[0]
+        raise NonFiniteLoss(nonfinite_message(step, bad[1], epoch=run.epoch, batch=step - (run.step - run.batch),
+                                              lr=run.optimizer.param_groups[0]["lr"], base_lr=run.config.lr,
+                                              checkpoint=Path(run.config.out) / "checkpoint.pt", amp=run.config.amp))
+
+
 def save_checkpoint(run: Run, path: Path, dist: Distributed, device: torch.device, *, full: bool = True) -> None:
-    """Collective: every rank calls it; each rank's RNG state and partial sums go in the file."""
+    """Collective: every rank calls it; each rank's RNG state and partial sums go in the file.
+
+    Nothing is written when the epoch's loss or the weights are not finite (NonFiniteLoss); a failed
+    write (a full disk) leaves the previous file as it was and raises CheckpointWriteError on every rank.
+    """
+    check_finite(run, dist, weights=True)
     rng, meters = gather(ckpt.rng_state(device), dist), gather(run.meter.state(), dist)
+    error = None
     if dist.main:
         config = run.config
         payload = {
@@ -136,13 +156,27 @@ def save_checkpoint(run: Run, path: Path, dist: Distributed, device: torch.devic
         if full:
             payload.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
                            scaler=run.scaler.state_dict(), rng=rng, meter=meters)
-        ckpt.save_atomic(payload, path)
-    dist.barrier()
+        existed = path.is_file()
+        try:
+            ckpt.save_atomic(payload, path)
+        except OSError as e:
+            error = ckpt.write_error(path, e, existed)
+    if dist.enabled:  # also the barrier: no rank goes on before the file is there, or all stop
+        if dist.all_sum(torch.tensor([float(error is not None)], device=device)).item() and error is None:
+            error = ckpt.CheckpointWriteError(f"could not write checkpoint {path} (rank 0 failed)")
+    if error is not None:
+        raise error
 
 
-def train_step(run: Run, images, labels, skipped: int, augment: Augmentation, device: torch.device,
+def train_step(run: Run, images, labels, skipped, augment: Augmentation, device: torch.device,
                dist: Distributed) -> int:
-    """One optimizer step on a batch; returns the number of images it trained on."""
+    """One optimizer step on a batch; returns the number of images it trained on. A batch with no
+    readable image is dropped (under DDP it goes through empty, adding nothing).
+
+    A non-finite loss raises NonFiniteLoss: in one CPU process at this step; on a GPU or under DDP at
+    the next progress sync (every log_every steps), not to sync the device every step, naming the
+    step where it happened (save_checkpoint and end_epoch check too, so no such weights are saved).
+    The loss is checked, not the gradients: fp16's GradScaler skipping a step is no stop."""
     config = run.config
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
@@ -161,21 +195,29 @@ def train_step(run: Run, images, labels, skipped: int, augment: Augmentation, de
     run.scaler.scale(loss_sum / max(n, 1)).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    run.meter.add(loss_sum, (logits.argmax(1) == labels).sum(), n, skipped)
+    run.meter.add(loss_sum, (logits.argmax(1) == labels).sum(), n, skipped, step=run.step)
+    if _loss_check_due(run, device, dist):
+        check_finite(run, dist)
     return n
 
 
+def _loss_check_due(run: Run, device: torch.device, dist: Distributed) -> bool:
+    """Whether train_step checks the loss now: every step in one CPU process (no device to sync), else at
+    the progress sync points (every log_every steps), which every rank reaches together."""
+    return (device.type == "cpu" and not dist.enabled) or (run.batch + 1) % run.config.log_every == 0
+
+
 def train_one_epoch(run: Run, loader, augment: Augmentation, stop: StopRequest, dist: Distributed,
-                    device: torch.device, steps_per_epoch: int) -> bool:
-    """Steps from run.batch to the end of the epoch, or until --max-steps or a stop request; returns
-    whether the run was stopped."""
+                    device: torch.device, steps_per_epoch: int, stop_at: int | None = None) -> bool:
+    """Steps from run.batch to the end of the epoch, or until run.step reaches stop_at (the step this
+    invocation started at plus --max-steps) or a stop request; returns whether the run was stopped."""
     config, meter = run.config, run.meter
     start = run.batch
     bar = _progress(config, dist, total=steps_per_epoch, initial=start, desc=f"epoch {run.epoch + 1}")
     epoch_start, seen, step_end, stopped = time.perf_counter(), 0, time.perf_counter(), False
     batches = iter(loader)
     while not stopped:
-        if config.max_steps is not None and run.step >= config.max_steps:
+        if stop_at is not None and run.step >= stop_at:
             stopped = True
             break
         t0 = time.perf_counter()
@@ -184,13 +226,15 @@ def train_one_epoch(run: Run, loader, augment: Augmentation, stop: StopRequest, 
         except StopIteration:
             break
         t1 = time.perf_counter()
+        if run.step < config.warmup_steps:
+            _warm_up(run)
         seen += train_step(run, images, labels, skipped, augment, device, dist)
         run.batch += 1
         run.step += 1
         meter.wait_s += t1 - t0
         step_end = time.perf_counter()
         meter.busy_s += step_end - t1
-        last = config.max_steps is not None and run.step >= config.max_steps
+        last = stop_at is not None and run.step >= stop_at
         # Every rank reaches the same sync points (the same step numbers), so only there may a
         # collective run: ranks agree to stop when any of them was signalled.
         sync = run.batch % config.log_every == 0 or last
@@ -213,9 +257,17 @@ def train_one_epoch(run: Run, loader, augment: Augmentation, stop: StopRequest, 
     return stopped
 
 
+def _warm_up(run: Run) -> None:
+    """Linear warm-up: step s (counted from 0) of the first warmup_steps runs at lr * (s + 1) / warmup_steps.
+    A function of the step alone, so a resumed run warms up as the uninterrupted one did."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.config.lr * (run.step + 1) / run.config.warmup_steps
+
+
 def end_epoch(run: Run, val_loader, dist: Distributed, device: torch.device, out: Path) -> None:
     """Validation, the learning-rate schedule, the epoch's row of metrics, checkpoints and logs."""
     config, meter = run.config, run.meter
+    check_finite(run, dist, weights=True)  # before validating, or stepping the schedule, on non-finite weights
     train_metrics = meter.reduced(dist)
     val = evaluate_loader(run.model, val_loader, device, crop_size=config.crop_size, amp=config.amp,
                           channels_last=config.channels_last, dist=dist)
@@ -229,7 +281,7 @@ def end_epoch(run: Run, val_loader, dist: Distributed, device: torch.device, out
            "train_loss": train_metrics["loss"], "train_top1_err": train_metrics["top1_err"],
            "val_loss": val["loss"], "val_top1_err": val["top1_err"], "val_top5_err": val["top5_err"],
            "img_per_s": train_metrics["images"] / max(epoch_s, 1e-9), "data_wait_frac": wait / max(wall, 1e-9),
-           "skipped_images": train_metrics["skipped"] + val["skipped"], "epoch_s": epoch_s}
+           **skipped_columns(train_metrics["skipped_by_reason"], val["skipped_by_reason"]), "epoch_s": epoch_s}
     run.history.append(row)
     run.epoch, run.batch, run.meter = run.epoch + 1, 0, EpochMeter(device)
     if val["top1_err"] < run.best:
@@ -241,27 +293,29 @@ def end_epoch(run: Run, val_loader, dist: Distributed, device: torch.device, out
         print(epoch_line(row), file=sys.stderr)
 
 
-def _load_resume(config: TrainConfig, resume, device: torch.device) -> tuple[TrainConfig, dict]:
-    given = given_options(config)
+def _load_resume(config: TrainConfig, resume, device: torch.device, given=None) -> tuple[TrainConfig, dict]:
+    given = given_options(config) if given is None else set(given)
     state = ckpt.load(resume, variant=config.variant if "variant" in given else None)
     if "optimizer" not in state:
         raise ckpt.CheckpointError(f"checkpoint {str(resume)!r} holds weights only (best.pt); resume from "
                                    f"checkpoint.pt")
-    return resumed_config(config, state["config"], device), state
+    return resumed_config(config, state["config"], device, given), state
 
 
-def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
+def train(config: TrainConfig, resume: str | os.PathLike | None = None, *, given=None) -> dict:
     """Train AlexNet as `config` says; returns {"history": per-epoch rows, "steps", "stopped",
     "interrupted", "out", "config"}.
 
     resume: a checkpoint written by an earlier run; the run continues from its next step with that
-    run's options. Only those in RESUME_MAY_CHANGE may differ; another option set to a value other
-    than the saved one raises CheckpointError.
+    run's options. Only those in RESUME_MAY_CHANGE may differ; another option given with a value
+    other than the saved one raises CheckpointError. given: the names of the options the user gave
+    (the command line passes those typed on it); None: those that differ from TrainConfig's defaults.
+    config.max_steps counts the steps of this call, not of the run.
     """
     dist, device = setup_distributed(config.device)
     state = None
     if resume is not None:
-        config, state = _load_resume(config, resume, device)
+        config, state = _load_resume(config, resume, device, given)
     config = config.resolved(device)
     config.check()
     out = Path(config.out)
@@ -284,11 +338,12 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
               f"{config.crop_size}; batch {config.batch_size} x {dist.world} on {device}, amp {config.amp}, "
               f"{config.workers} loader workers per process; writing to {out}", file=sys.stderr)
     stopped = False
-    with StopRequest() as stop:
+    stop_at = None if config.max_steps is None else run.step + config.max_steps  # --max-steps: of this call
+    with StopRequest(out / "checkpoint.pt") as stop:
         while run.epoch < config.epochs and not stopped:
             train_sampler.set_epoch(run.epoch, run.batch)
             run.net.train()
-            stopped = train_one_epoch(run, train_loader, augment, stop, dist, device, steps_per_epoch)
+            stopped = train_one_epoch(run, train_loader, augment, stop, dist, device, steps_per_epoch, stop_at)
             if stopped and run.batch < steps_per_epoch:
                 save_checkpoint(run, out / "checkpoint.pt", dist, device)  # mid-epoch: resume continues at run.batch
                 break
@@ -299,10 +354,25 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     elif stopped and dist.main and run.epoch < config.epochs:
         print(f"fastalex train: stopped at step {run.step}; continue with --resume {out / 'checkpoint.pt'}",
               file=sys.stderr)
+    if dist.main and run.step > (state["step"] if state is not None else 0):
+        print(_summary(run, out), file=sys.stderr)
     if dist.owns_group:
         torch.distributed.destroy_process_group()
     return {"history": run.history, "steps": run.step, "stopped": stopped, "interrupted": stop.requested,
             "out": str(out), "config": config}
+
+
+def _summary(run: Run, out: Path) -> str:
+    """The run's last line: its best validation error and what it left in `out`, with the sizes."""
+    def size(n: int) -> str:
+        return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+    rows = [r for r in run.history if r.get("val_top1_err") == run.best]
+    best = (f"best validation top-1 error {100 * run.best:.1f}% (epoch {rows[0]['epoch']}, top-5 "
+            f"{100 * rows[0]['val_top5_err']:.1f}%)" if rows else "no epoch finished yet")
+    files = [out / name for name in ("checkpoint.pt", "best.pt", "metrics.csv", "metrics.json", "curves.png")]
+    return f"fastalex train: {best}; in {out}: " + ", ".join(f"{p.name} ({size(p.stat().st_size)})"
+                                                              for p in files if p.is_file())
 
 
 def _progress(config: TrainConfig, dist: Distributed, total: int, initial: int, desc: str):
