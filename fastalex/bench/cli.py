@@ -3,6 +3,8 @@ pipeline against torch on this device, as a table (and JSON, and a plot)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 
@@ -23,6 +25,27 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run_bench)
 
 
+def _error(message: str) -> int:
+    print(f"fastalex bench: error: {message}", file=sys.stderr)
+    return 2
+
+
+def backend_problem(name: str, device) -> str | None:
+    """Why fastalex backend `name` cannot be measured on `device` (one line), or None."""
+    from fastalex import _backends
+
+    if name not in _backends.NAMES or name == "torch":
+        return (f"unknown backend {name!r}" if name != "torch" else "'torch' is the reference, not a backend to "
+                "measure") + f"; choose from {', '.join(n for n in _backends.NAMES if n != 'torch')}"
+    why = _backends.unavailable_reason(name) or _backends._device_error(name, device)
+    if why is None:
+        return None
+    if name == "triton" and device.type != "cuda" and _backends._triton_import_error() is None:
+        return ("backend 'triton' needs a GPU, or TRITON_INTERPRET=1 to run its kernels in Triton's (slow) "
+                "interpreter on the CPU")
+    return f"backend {name!r} cannot run here: {why}"
+
+
 def run_bench(args) -> int:
     import torch
     from tqdm import tqdm
@@ -30,17 +53,26 @@ def run_bench(args) -> int:
     from fastalex import _backends
     from fastalex.bench import conv, model, ops, pipeline, report, timing
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return _error("--device cuda: no CUDA device is visible here")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu":
-        print("No GPU in use: measuring the CPU backends at small sizes (batch 16).")
-    names = args.backends.split(",") if args.backends else [
+    names = [n for n in args.backends.split(",") if n] if args.backends else [
         n for n in _backends.backends() if n != "torch" and (n in ("triton", "cuda")) == (device.type == "cuda")]
+    problems = [p for p in (backend_problem(n, device) for n in names) if p]
+    if problems:
+        return _error("; ".join(problems))
     every = list(OPS) + list(FAMILIES)
     chosen = args.ops.split(",") if args.ops else every
     unknown = [op for op in chosen if op not in every]
     if unknown:
-        print(f"fastalex bench: unknown op {', '.join(unknown)}; choose from {', '.join(every)}", file=sys.stderr)
-        return 2
+        return _error(f"unknown op {', '.join(unknown)}; choose from {', '.join(every)}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _error("--plot needs matplotlib: pip install matplotlib")
+    if device.type == "cpu":
+        print("No GPU in use: measuring the CPU backends at small sizes (batch 16).")
     if "conv" in chosen and device.type != "cuda":
         # The cpu backend runs torch's own convolution: there is nothing to compare on a CPU.
         print("conv: skipped on the CPU (the cpu backend runs torch's convolution; the Triton kernels need a GPU)")
@@ -59,9 +91,10 @@ def run_bench(args) -> int:
     if "train" in chosen:
         work += [("train", True), ("train", False)]  # preloaded synthetic data, then drawn by loader workers
     rows, ref_ms, extra = [], {}, {}
-    for case, name in tqdm(work, desc="fastalex bench", file=sys.stderr):
+    for case, name in (bar := tqdm(work, desc="fastalex bench", file=sys.stderr)):
         if case == "train":
-            row, epoch = pipeline.measure_train_epoch(device, quick=args.quick, preload=name)
+            with _lines_above(bar):  # the training's own lines, printed above the bar rather than glued to it
+                row, epoch = pipeline.measure_train_epoch(device, quick=args.quick, preload=name)
             rows.append(row)
             extra.setdefault("train_epoch", []).append(dict(epoch, preload=name))
         elif isinstance(case, pipeline.AugmentCase):
@@ -90,3 +123,17 @@ def run_bench(args) -> int:
         report.plot(rows, args.plot, f"fastalex bench on {timing.device_name(device)}")
         print(f"plot written to {args.plot}")
     return 0
+
+
+@contextlib.contextmanager
+def _lines_above(bar):
+    """What the block prints to stderr, written above tqdm's bar line by line (tqdm.write) instead of
+    into the middle of it."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                bar.write(line, file=sys.stderr)

@@ -10,7 +10,7 @@ import torch
 from fastalex import transforms
 from fastalex.bench.model import ModelCase, model_fns
 from fastalex.bench.report import Row
-from fastalex.bench.timing import time_ms
+from fastalex.bench.timing import Timing, load_average, time_ms
 from fastalex.train import TrainConfig, train
 
 
@@ -66,7 +66,8 @@ def measure_train_epoch(device: torch.device, quick: bool = False, preload: bool
 
     The row's ms is the wall time per step and its reference the same without the time spent waiting
     for the loader, so the speed-up column is the fraction of the time NOT spent waiting (target
-    >= 0.95x on a GPU). The dict is the epoch's metrics row."""
+    >= 0.95x on a GPU). The row is marked noisy when the load average exceeded the cores (one epoch is
+    one sample: there is no spread to judge). The dict is the epoch's metrics row."""
     sizes = dict(train_images=64, val_images=16, image_size=72, crop_size=64, batch_size=8) if quick else {}
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(out=out, epochs=1, device=str(device), progress=False, plot=False, workers=workers,
@@ -74,7 +75,7 @@ def measure_train_epoch(device: torch.device, quick: bool = False, preload: bool
         result = train(config)
     row, config = result["history"][0], result["config"]
     steps = config.train_images // config.batch_size
-    step_ms = row["epoch_s"] / steps * 1e3
+    step_ms = Timing(row["epoch_s"] / steps * 1e3, load=load_average())
     case = (f"{config.train_images}x{config.image_size}->{config.crop_size} {config.amp} "
             + ("preloaded" if preload else f"{config.workers} workers"))
     return Row("train_epoch", case, "fastalex", step_ms, step_ms * (1 - row["data_wait_frac"]),
