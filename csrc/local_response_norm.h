@@ -49,12 +49,20 @@ FASTALEX_HD double fa_sqrt(double v) { return sqrt(v); }
 FASTALEX_HD float fa_pow(float a, float b) { return powf(a, b); }
 FASTALEX_HD double fa_pow(double a, double b) { return pow(a, b); }
 
-// s^-beta, with torch's pow semantics at the edges (inf at s = 0, NaN for s < 0).
+// The base the sqrt form of s^-0.75 takes: torch's pow(-inf, 0.75) is +inf (std::pow: as pow(+inf, 0.75)),
+// where sqrt(-inf) would give NaN (a negative alpha with an inf input). (torch computes pow(s, 0.5) as
+// sqrt(s): NaN at -inf, as the beta = 1/2 form here.)
+template <typename acc_t>
+FASTALEX_HD acc_t sqrt_pow_base(acc_t s) {
+  return s == acc_t(-INFINITY) ? acc_t(INFINITY) : s;
+}
+
+// s^-beta, with torch's pow semantics at the edges (inf at s = 0, NaN for s < 0 unless beta is an integer).
 template <typename acc_t>
 FASTALEX_HD acc_t pow_neg_beta(acc_t s, acc_t beta, BetaKind kind) {
   switch (kind) {
     case BetaKind::ThreeQuarters: {
-      acc_t r = fa_sqrt(s);
+      acc_t r = fa_sqrt(sqrt_pow_base(s));
       return acc_t(1) / (r * fa_sqrt(r));
     }
     case BetaKind::Half:
@@ -64,6 +72,16 @@ FASTALEX_HD acc_t pow_neg_beta(acc_t s, acc_t beta, BetaKind kind) {
     default:
       return fa_pow(s, -beta);
   }
+}
+
+// The backward's t_c = g_c x_c s_c^(-beta-1), computed as `folded`. torch's chain rule reaches it as
+// (-g x / s^(2 beta)) * beta s^(beta-1), which is 0 * inf = NaN where s is +-inf and beta > 1: the
+// folded form would say 0 there, so those are NaN, as in torch.
+FASTALEX_HD bool lrn_grad_nan_at_inf(double beta) { return beta > 1.0; }
+
+template <typename acc_t>
+FASTALEX_HD acc_t lrn_grad_term(acc_t folded, acc_t s, bool nan_at_inf) {
+  return (nan_at_inf && (s == acc_t(INFINITY) || s == acc_t(-INFINITY))) ? acc_t(NAN) : folded;
 }
 
 }  // namespace fastalex

@@ -208,12 +208,29 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     backend = _backends.for_call(op, input)
     relu = activation == "relu"
     if not _backends.runs_natively(backend, "conv2d"):  # torch's convolution (an asymmetric padding is an extra pad pass)
+        input = _canonical_size1_strides(input)
         if left == right and top == bottom:
             y = F.conv2d(input, weight, bias, stride, (top, left), groups=groups)
         else:
             y = F.conv2d(F.pad(input, pad), weight, bias, stride, 0, groups=groups)
         return F.relu(y) if relu else y
     return _ops.conv2d(input, weight, bias, stride, pad, groups, relu, backend)
+
+
+def _canonical_size1_strides(t: torch.Tensor) -> torch.Tensor:
+    """`t` (4-d) with the strides of its layout (NCHW or channels_last) also in its size-1 dimensions: the
+    same elements, no copy. torch's CPU convolution (2.14) reads a size-1 dimension's stride when it picks
+    a layout, and with a channels_last weight and an input such as (1, 4, 2, 1) strided (4, 1, 4, 1) its
+    grouped weight gradient is wrong."""
+    if 1 not in t.shape:
+        return t
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        if t.is_contiguous(memory_format=fmt):
+            canonical = torch.empty(t.shape, device="meta", memory_format=fmt).stride()
+            if canonical != t.stride():
+                return t.as_strided(t.shape, canonical)
+            return t
+    return t
 
 
 def conv2d_relu(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,

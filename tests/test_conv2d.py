@@ -1,6 +1,8 @@
 """conv2d / conv2d_relu parity with torch.nn.functional.conv2d (+ ReLU): the Triton implicit-GEMM
 kernels through the interpreter in IEEE fp32 (and fp16), the cpu and torch backends; output and the
-gradients of input, weight and bias."""
+gradients of input, weight and bias. The cpu and torch backends run torch's convolution themselves, so
+they are also held to a float64 reference that shares no code with them (the padding spelled out from
+the documented spec, and the convolution as an unfold and a matrix product per group)."""
 from __future__ import annotations
 
 import sys
@@ -13,7 +15,8 @@ import fastalex
 from fastalex import functional as fa
 from fastalex.kernels import conv2d as conv_kernels
 from backends_here import KERNEL_BACKENDS, layout as _layout
-from numerics import assert_close, assert_rel_close, rel_error
+from numerics import (AUTOCAST_FP16_REL, CHUNKED_SUM_REL, CONV_NAN_ELEMENTWISE, assert_close, assert_rel_close,
+                      rel_error)
 
 # (name, N, C_in, H, W, C_out, kernel, stride, padding, groups, bias)
 CASES = [
@@ -40,10 +43,35 @@ def _make(case, dtype, channels_last, seed=0):
         stride=stride, padding=padding, groups=groups)
 
 
+def _spelled_out(padding) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) by conv2d's documented spec, written out here rather than taken from
+    fastalex: an int pads every side, a pair is (h, w), a 4-tuple is F.pad's (left, right, top, bottom)."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    if len(padding) == 2:
+        return padding[1], padding[1], padding[0], padding[0]
+    return tuple(padding)
+
+
 def _reference(x, weight, bias, relu, stride, padding, groups):
     """torch: an explicit pad for asymmetric padding, then conv2d, then ReLU."""
-    pad = fa._conv_padding("test", padding)
-    y = F.conv2d(F.pad(x, pad), weight, bias, stride, groups=groups)
+    y = F.conv2d(F.pad(x, _spelled_out(padding)), weight, bias, stride, groups=groups)
+    return F.relu(y) if relu else y
+
+
+def _independent64(x, weight, bias, relu, stride, padding, groups):
+    """The same in float64 without torch's convolution: zero padding, then per group an unfold (im2col) and
+    a matrix product. What the cpu and torch backends are held to, since they run torch's convolution."""
+    x, weight = x.double(), weight.double()
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    x = F.pad(x, _spelled_out(padding))
+    n, _, h, w = x.shape
+    c_out, c_group, kh, kw = weight.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    cols = F.unfold(x, (kh, kw), stride=(sh, sw)).view(n, groups, c_group * kh * kw, oh * ow)
+    y = torch.einsum("gok,ngkl->ngol", weight.reshape(groups, c_out // groups, -1), cols).reshape(n, c_out, oh, ow)
+    if bias is not None:
+        y = y + bias.double().view(1, -1, 1, 1)
     return F.relu(y) if relu else y
 
 
@@ -63,9 +91,12 @@ def _check(backend, case, relu, dtype=torch.float32, channels_last=False):
     theirs = _grads(lambda a, b, c: _reference(a, b, c, relu, **kw), x, weight, bias)
     names = ("output", "grad_input", "grad_weight", "grad_bias")
     if dtype == torch.float32:
-        for name, a, b in zip(names, ours, theirs):
+        exact = _grads(lambda a, b, c: _independent64(a, b, c, relu, **kw), x.double(), weight.double(),
+                       bias.double() if bias is not None else None)
+        for name, a, b, r in zip(names, ours, theirs, exact):
             if b is not None:
                 assert_rel_close(a, b, what=f"{name} {case[0]} relu={relu}")
+                assert_rel_close(a, r.to(a.dtype), what=f"{name} {case[0]} relu={relu} against float64")
     else:
         ref64 = _grads(lambda a, b, c: _reference(a, b, c, relu, **kw), x.double(), weight.double(),
                        bias.double() if bias is not None else None)
@@ -177,6 +208,11 @@ def test_tf32_follows_torch(monkeypatch):
     assert module.precision(torch.float32) == "ieee"
 
 
+def _both_layouts(candidates, n_cols):
+    """Every config of a candidate list, its channels_last and NCHW orders together."""
+    return dict.fromkeys(candidates(n_cols) + candidates(n_cols, channels_last=False))
+
+
 def test_every_triton_config():
     if "triton" not in KERNEL_BACKENDS:
         pytest.skip("triton unavailable")
@@ -184,19 +220,19 @@ def test_every_triton_config():
     geo = conv_kernels.ConvGeometry(5, 5, 1, 1, 2, 2, 2)
     y_ref = _reference(x, weight, bias, True, **kw)
     grad = torch.randn_like(y_ref)
-    for cfg in conv_kernels.forward_candidates(4):
+    for cfg in _both_layouts(conv_kernels.forward_candidates, 4):
         y = torch.full_like(y_ref, float("nan"))
         conv_kernels.conv2d_forward(x, weight, bias, y, geo, "ieee", True, config=cfg)
         assert_rel_close(y, y_ref, what=str(cfg))
     x_r = x.clone().requires_grad_()
     _reference(x_r, weight, bias, True, **kw).backward(grad)
-    for cfg in conv_kernels.grad_input_candidates(3):
+    for cfg in _both_layouts(conv_kernels.grad_input_candidates, 3):
         dx = torch.full_like(x, float("nan"))
         conv_kernels.conv2d_grad_input(grad, y_ref, weight, dx, geo, "ieee", config=cfg)
         assert_rel_close(dx, x_r.grad, what=str(cfg))
     w_r = weight.clone().requires_grad_()
     _reference(x, w_r, bias, True, **kw).backward(grad)
-    for cfg in conv_kernels.grad_weight_candidates(4):
+    for cfg in _both_layouts(conv_kernels.grad_weight_candidates, 4):
         dw, _ = conv_kernels.conv2d_grad_weight(grad, y_ref, x, tuple(weight.shape), geo, "ieee", True, config=cfg)
         assert_rel_close(dw, w_r.grad, what=str(cfg))
 
@@ -228,7 +264,7 @@ def test_grad_weight_chunks_sum_in_order(monkeypatch):
     one, _ = conv_kernels.conv2d_grad_weight(grad, None, x, tuple(weight.shape), geo, "ieee", False)
     monkeypatch.setattr(conv_kernels, "R_CHUNK", 16)
     many, _ = conv_kernels.conv2d_grad_weight(grad, None, x, tuple(weight.shape), geo, "ieee", False)
-    assert rel_error(many, one) < 1e-6
+    assert rel_error(many, one) < CHUNKED_SUM_REL
 
 
 BAD = [
@@ -353,7 +389,7 @@ def test_autocast_casts_operands():
     with torch.autocast("cpu", dtype=torch.float16), fastalex.backend("triton"):
         y = fa.conv2d_relu(x.half(), weight, bias, **kw)  # fp16 input, fp32 parameters: no dtype error
     assert y.dtype == torch.float16
-    assert_rel_close(y.float(), _reference(x, weight, bias, True, **kw), rel=2e-3, what="autocast")
+    assert_rel_close(y.float(), _reference(x, weight, bias, True, **kw), rel=AUTOCAST_FP16_REL, what="autocast")
 
 
 def test_non_contiguous_bias():
@@ -377,7 +413,7 @@ def test_nan_propagates_like_torch():
     theirs = _grads(lambda a, b, c: _reference(a, b, c, True, **kw), x, weight, bias)
     for a, b in zip(ours, theirs):
         assert torch.equal(a.isnan(), b.isnan())
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
+        torch.testing.assert_close(a, b, **CONV_NAN_ELEMENTWISE, equal_nan=True)
 
 
 def test_tf32_follows_torchs_new_api():

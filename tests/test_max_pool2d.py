@@ -11,7 +11,7 @@ from fastalex import functional as fa
 from fastalex.kernels import max_pool2d as pool_kernels
 from fastalex.kernels._common import Pool
 from backends_here import KERNEL_BACKENDS, fits, layout as _layout
-from numerics import LOW_PRECISION, assert_close
+from numerics import EXACT, LOW_PRECISION, assert_close
 
 # (shape, kernel_size, stride, padding, dilation, ceil_mode): AlexNet's 3x3/2, odd sizes, non-square
 # kernels and strides, padding, dilation, ceil_mode with a partial last window, stride > kernel.
@@ -73,14 +73,14 @@ def _check(backend, x, kwargs, seed=0, what=""):
     with fastalex.backend(backend):
         y, idx, dx = _run(fa.max_pool2d, x, grad, kwargs)
     # Values are exact in every dtype (a max rounds nothing); indices are torch's.
-    torch.testing.assert_close(y, y_t, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"forward {what}: {m}")
+    torch.testing.assert_close(y, y_t, **EXACT, equal_nan=True, msg=lambda m: f"forward {what}: {m}")
     assert torch.equal(idx, idx_t), f"indices {what}"
     if x.dtype in LOW_PRECISION:
         x64 = x.double()
         _, _, dx64 = _run(F.max_pool2d, x64, grad.double(), kwargs)
         assert_close(dx, dx_t, ref64=dx64, torch_out=dx_t, what=f"grad_input {what}")
     elif x.device.type == "cpu":  # the same sums in the same order as torch's CPU kernel: equal
-        torch.testing.assert_close(dx, dx_t, rtol=0, atol=0, msg=lambda m: f"grad_input {what}: {m}")
+        torch.testing.assert_close(dx, dx_t, **EXACT, msg=lambda m: f"grad_input {what}: {m}")
     else:
         assert_close(dx, dx_t, what=f"grad_input {what}")
     assert _layout(y) == _layout(y_t), f"output strides {what}: {y.stride()} vs torch's {y_t.stride()}"

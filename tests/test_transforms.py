@@ -9,7 +9,8 @@ import torch
 from fastalex.transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, IMAGENET_MEAN, IMAGENET_STD, CropFlipParams,
                                  Normalize, PCALighting, RandomCropFlip, TenCrop, average_ten_crop,
                                  compute_mean_image, compute_pca_lighting, resize_and_center_crop)
-from numerics import TOL, assert_close
+from numerics import (ALPHA_ROUNDTRIP, IMAGENET_EIGVEC_ORTHO_ABS, PCA_EIGVAL_SIGMAS, PIXEL_OFFSET_ABS,
+                      RESIZE_CONSTANT_ABS, TEN_CROP_FP16_IN_FP32, TOL, UNIFORM_EIGVAL_REL, assert_close)
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
@@ -254,7 +255,7 @@ def test_average_ten_crop_low_precision_in_float32():
     ref = torch.softmax(logits.double(), dim=-1).mean(1)
     out = average_ten_crop(logits)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out.double(), ref, **TEN_CROP_FP16_IN_FP32)
     assert average_ten_crop(logits.double()).dtype == torch.float64
 
 
@@ -295,7 +296,7 @@ def test_lighting_adds_the_offset_of_the_sampled_alpha(dtype, memory_format):
     assert torch.equal(light(images, generator=gen(9)), out)  # __call__ = apply(sample)
     # One offset per image and channel, the same at every pixel.
     offset = out.double() - as_float(images)
-    torch.testing.assert_close(offset, offset[:, :, :1, :1].expand_as(offset), rtol=0, atol=1e-6)
+    torch.testing.assert_close(offset, offset[:, :, :1, :1].expand_as(offset), rtol=0, atol=PIXEL_OFFSET_ABS)
 
 
 def test_lighting_float16_keeps_dtype():
@@ -316,7 +317,7 @@ def test_lighting_recovers_alpha_statistics():
     assert torch.equal(out, rgb[:, :, None, None].expand_as(out))  # the same offset at every pixel
     vec, val = torch.tensor(IMAGENET_EIGVEC, dtype=torch.float64), torch.tensor(IMAGENET_EIGVAL, dtype=torch.float64)
     alpha = torch.linalg.solve(vec, rgb.T).T / val            # rgb = vec @ (alpha * val)
-    torch.testing.assert_close(alpha, light.sample(n, generator=gen(21)).double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alpha, light.sample(n, generator=gen(21)).double(), **ALPHA_ROUNDTRIP)
     # alpha ~ N(0, 0.1), independent components: mean within 5 standard errors, std within 5 of its own.
     assert alpha.mean(0).abs().max() < 5 * std / math.sqrt(n)
     assert (alpha.std(0) - std).abs().max() < 5 * std / math.sqrt(2 * n)
@@ -392,7 +393,7 @@ def test_pca_recovers_known_covariance():
     assert eigval.dtype == eigvec.dtype == torch.float32
     assert (eigval[:-1] >= eigval[1:]).all()
     n = 4 * 8 * 16 * 16  # relative sampling error of an eigenvalue ~ sqrt(2 / n) = 1.6 %
-    torch.testing.assert_close(eigval.double(), lam, rtol=6 * math.sqrt(2 / n), atol=0)
+    torch.testing.assert_close(eigval.double(), lam, rtol=PCA_EIGVAL_SIGMAS * math.sqrt(2 / n), atol=0)
     # The same directions up to sign (well separated eigenvalues), oriented by the documented convention.
     assert ((eigvec.double() * q).sum(0).abs() > 0.99).all()
     check_sign_convention(eigvec)
@@ -421,7 +422,7 @@ def test_pca_uint8_is_scaled():
     torch.testing.assert_close(a[0], b[0], **TOL[torch.float32])
     torch.testing.assert_close(a[1], b[1], **TOL[torch.float32])
     # Uniform 0..255 channels, independent: each eigenvalue ~ variance of U(0, 1) = 1/12.
-    torch.testing.assert_close(a[0], torch.full((3,), 1 / 12), rtol=0.3, atol=0)
+    torch.testing.assert_close(a[0], torch.full((3,), 1 / 12), rtol=UNIFORM_EIGVAL_REL, atol=0)
 
 
 def test_pca_and_mean_bad_arguments():
@@ -455,7 +456,7 @@ def test_imagenet_constants():
     assert IMAGENET_EIGVAL == (0.2175, 0.0188, 0.0045)
     vec = torch.tensor(IMAGENET_EIGVEC, dtype=torch.float64)
     assert vec[:, 0].tolist() == [-0.5675, -0.5808, -0.5836]  # columns are the eigenvectors
-    torch.testing.assert_close(vec.T @ vec, torch.eye(3, dtype=torch.float64), rtol=0, atol=2e-3)
+    torch.testing.assert_close(vec.T @ vec, torch.eye(3, dtype=torch.float64), rtol=0, atol=IMAGENET_EIGVEC_ORTHO_ABS)
     assert len(IMAGENET_MEAN) == len(IMAGENET_STD) == 3
 
 
@@ -573,7 +574,7 @@ def test_resize_and_center_crop_constant_stays_constant(dtype):
     images = torch.full((2, 3, 45, 70), value, dtype=dtype)
     out = resize_and_center_crop(images, 32)
     assert out.shape == (2, 3, 32, 32) and out.dtype == dtype
-    torch.testing.assert_close(out, torch.full_like(out, value), rtol=0, atol=1e-6 if dtype == torch.float32 else 0)
+    torch.testing.assert_close(out, torch.full_like(out, value), rtol=0, atol=RESIZE_CONSTANT_ABS[dtype])
 
 
 def test_resize_and_center_crop_bad_arguments():

@@ -68,7 +68,7 @@ void pow_scale(acc_t* v, int64_t count, acc_t alpha_over_size, acc_t k, acc_t be
   switch (kind) {  // one loop per kind so each vectorizes
     case BetaKind::ThreeQuarters:
       for (int64_t i = 0; i < count; ++i) {
-        acc_t r = fa_sqrt(k + alpha_over_size * v[i]);
+        acc_t r = fa_sqrt(sqrt_pow_base(k + alpha_over_size * v[i]));
         v[i] = acc_t(1) / (r * fa_sqrt(r));
       }
       break;
@@ -134,6 +134,7 @@ void lrn_backward(const scalar_t* x, Strides3 sx, const scalar_t* grad_y, Stride
   const acc_t aos = static_cast<acc_t>(a.alpha / a.size), k = static_cast<acc_t>(a.k);
   const acc_t beta = static_cast<acc_t>(a.beta);
   const acc_t coef = acc_t(2) * aos * beta;
+  const bool nan_at_inf = lrn_grad_nan_at_inf(a.beta);
   const BetaKind kind = beta_kind(a.beta);
   const int lo = lrn_lo(a.size), hi = lrn_hi(a.size);
   const int64_t tw = tile_width(a), tile_len = C * tw;
@@ -148,9 +149,9 @@ void lrn_backward(const scalar_t* x, Strides3 sx, const scalar_t* grad_y, Stride
     for (int64_t i = 0; i < tile_len; ++i) t[i] = k + aos * win[i];  // t holds s for now
     pow_scale(win, tile_len, aos, k, beta, kind);                    // win holds s^-beta
     for (int64_t i = 0; i < tile_len; ++i) {
-      const acc_t gp = gt[i] * win[i];
-      t[i] = gp * xt[i] / t[i];  // g x s^(-beta-1)
-      gt[i] = gp;                // g s^-beta
+      const acc_t gp = gt[i] * win[i], s = t[i];
+      t[i] = lrn_grad_term(gp * xt[i] / s, s, nan_at_inf);  // g x s^(-beta-1)
+      gt[i] = gp;                                           // g s^-beta
     }
     // Channel c' feeds the windows of c in [c' - hi, c' + lo]: the transposed window.
     window_sum_rows(t, C, hi, lo, tw, u);

@@ -112,7 +112,8 @@ __global__ void __launch_bounds__(THREADS) lrn_backward_kernel(
       // Rows outside the tensor stay exact zeros (with k = 0 their s^-beta is inf).
       acc_t t = 0;
       if (c >= 0 && c < C && s0 + p < S)
-        t = tt[r * (ts + 1) + p] * xs[(r + lo) * (ts + 1) + p] * pow_neg_beta(scale, beta, kind) / scale;
+        t = lrn_grad_term(tt[r * (ts + 1) + p] * xs[(r + lo) * (ts + 1) + p] * pow_neg_beta(scale, beta, kind) / scale,
+                          scale, lrn_grad_nan_at_inf(beta));
       tt[r * (ts + 1) + p] = t;
     }
     __syncthreads();
@@ -234,7 +235,7 @@ __global__ void __launch_bounds__(THREADS) lrn_backward_seq_kernel(
     const bool valid = j + LO >= 0 && j + LO < C;
 #pragma unroll
     for (int i = 0; i < SIZE - 1; ++i) t[i] = t[i + 1];
-    t[SIZE - 1] = valid ? g_new * w[LO] * p / scale : acc_t(0);
+    t[SIZE - 1] = valid ? lrn_grad_term(g_new * w[LO] * p / scale, scale, lrn_grad_nan_at_inf(beta)) : acc_t(0);
 #pragma unroll
     for (int i = 0; i < LO; ++i) h[i] = h[i + 1];
     h[LO] = valid ? g_new * p : acc_t(0);

@@ -66,6 +66,10 @@ def tuned_configs() -> dict[Hashable, object]:
 
 # CUDA caps grid axes 1 and 2 at 65535: the kernels that put samples on one take that many per call.
 MAX_GRID_SAMPLES = 65535
+# Offsets and position indices inside one sample are int32, and a program's lanes reach up to a block
+# (at most 2^16 positions) past the last valid position before their mask drops them: an index that
+# wrapped there would pass the mask. The largest extent (offset of a sample's last element) taken:
+MAX_SAMPLE_EXTENT = 2**31 - 2**16 - 1
 
 
 def check_sample_extent(op: str, *tensors: torch.Tensor, samples_on_grid: bool = True) -> None:
@@ -74,9 +78,10 @@ def check_sample_extent(op: str, *tensors: torch.Tensor, samples_on_grid: bool =
     axis, which takes at most MAX_GRID_SAMPLES."""
     for t in tensors:
         extent = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
-        if extent >= 2**31:
+        if extent > MAX_SAMPLE_EXTENT:
             raise ValueError(f"{op}: one sample spans {extent} elements; the triton backend takes fewer than "
-                             "2^31 per sample (use the cuda backend)")
+                             f"2^31 per sample (32-bit offsets, a block's reach of 2^16 below: at most "
+                             f"{MAX_SAMPLE_EXTENT}; use the cuda backend)")
     if samples_on_grid and tensors[0].shape[0] > MAX_GRID_SAMPLES:
         raise ValueError(f"{op}: the triton backend takes at most {MAX_GRID_SAMPLES} samples per call, "
                          f"got {tensors[0].shape[0]}")

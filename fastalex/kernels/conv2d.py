@@ -256,6 +256,18 @@ class Config:
     n_tiles: int = 1  # forward: block_n-wide column tiles per program (1..3)
 
 
+# The first candidate of each list is what an untuned run (FASTALEX_TUNE=0, CUDA-graph capture) uses;
+# each is the fastest (by the estimate) of those that spill no registers on sm_90 under Triton 3.6 and
+# 3.8, at every AlexNet shape, in bf16, fp16 and fp32 (`python -m fastalex kernels`, benchmarks/KERNELS.md).
+# NCHW gathers K one strided element at a time and holds the gathered tiles in registers: there only a
+# 128 x 64 tile over 8 warps with 2 stages never spills.
+NCHW_FIRST = Config(128, 64, 32, 8, 2)
+
+
+def _first(first: Config, configs: list[Config]) -> list[Config]:
+    return list(dict.fromkeys([first, *configs]))
+
+
 def _candidates(n_cols: int) -> list[Config]:
     # n_cols: the GEMM's N (output channels per group, or input channels for grad_input).
     bn = max(16, min(128, triton.next_power_of_2(n_cols)))
@@ -264,25 +276,43 @@ def _candidates(n_cols: int) -> list[Config]:
     return list(dict.fromkeys(out))
 
 
-def forward_candidates(cout_g: int) -> list[Config]:
+def forward_candidates(cout_g: int, channels_last: bool = True) -> list[Config]:
     """Configs the tuner times for the forward; the first is the untimed default. Channel counts of 3
     tiles (96 = 3 x 32; 33..48, 65..96, 129..192 channels) get configs that cover them in one program."""
     out = []
     for bn in (16, 32, 64):
         if 2 * bn < cout_g <= 3 * bn:
-            out += [Config(128, bn, 32, 4, 3, 3), Config(64, bn, 64, 4, 3, 3), Config(128, bn, 64, 8, 3, 3),
-                    Config(256, bn, 32, 8, 3, 3)]
-    return out + _candidates(cout_g)
+            out += [Config(128, bn, 32, 8, 3, 3), Config(128, bn, 32, 4, 3, 3), Config(64, bn, 64, 4, 3, 3),
+                    Config(128, bn, 64, 8, 3, 3), Config(256, bn, 32, 8, 3, 3)]
+    plain = _candidates(cout_g)
+    if plain[0].block_n < 128:  # conv1 (torchvision: 64 channels) spills the 128 x 64 x 32 tile
+        plain = _first(Config(128, plain[0].block_n, 64, 8, 3), plain)
+    out = list(dict.fromkeys(out + plain))
+    return out if channels_last else _first(NCHW_FIRST, out)
 
 
-def grad_input_candidates(cin_g: int) -> list[Config]:
-    return _candidates(cin_g)
+def grad_input_candidates(cin_g: int, channels_last: bool = True) -> list[Config]:
+    out = _candidates(cin_g)
+    if out[0].block_n == 128:  # fp32 spills the 128 x 128 x 32 tile over 4 warps
+        out = _first(Config(128, 128, 64, 8, 3), out)
+    return out if channels_last else _first(NCHW_FIRST, out)
 
 
-def grad_weight_candidates(cout_g: int) -> list[Config]:
+def grad_weight_candidates(cout_g: int, channels_last: bool = True) -> list[Config]:
     bm = max(16, min(128, triton.next_power_of_2(cout_g)))
-    out = [Config(bm, 64, 64, 4, 3), Config(bm, 128, 32, 4, 3), Config(bm, 64, 128, 8, 3), Config(min(bm, 64), 64, 64, 4, 4)]
-    return list(dict.fromkeys(out))
+    out = [Config(min(bm, 64), 64, 64, 4, 4), Config(bm, 64, 64, 4, 3), Config(bm, 128, 32, 4, 3),
+           Config(bm, 64, 128, 8, 3)]
+    out = list(dict.fromkeys(out))
+    return out if channels_last else _first(NCHW_FIRST, out)
+
+
+def _check_positions(op: str, t: torch.Tensor) -> None:
+    # The GEMMs index positions across the whole batch (m = n * H * W + h * W + w) in int32, and a block
+    # of lanes reaches past the last one: the limit is check_sample_extent's.
+    count = t.shape[0] * t.shape[2] * t.shape[3]
+    if count > _common.MAX_SAMPLE_EXTENT:
+        raise ValueError(f"{op}: the triton backend takes at most {_common.MAX_SAMPLE_EXTENT} positions (N x H x W) "
+                         f"per call, got {count} for shape {tuple(t.shape)}; split the batch")
 
 
 def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
@@ -305,10 +335,11 @@ def conv2d_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: 
     if y.numel() == 0:
         return
     _common.check_sample_extent("conv2d", x, y, samples_on_grid=False)
+    _check_positions("conv2d", y)
     if config is None:
         key = ("conv2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(w.shape), geo, precision, relu,
                b is not None, x.stride(1) == 1, x.shape[0])
-        config = _common.tuned_config(key, forward_candidates(w.shape[0] // geo.groups),
+        config = _common.tuned_config(key, forward_candidates(w.shape[0] // geo.groups, x.stride(1) == 1),
                                       lambda cfg: _launch_forward(x, w, b, y, geo, precision, relu, cfg))
     _launch_forward(x, w, b, y, geo, precision, relu, config)
 
@@ -333,11 +364,12 @@ def conv2d_grad_input(grad_y: torch.Tensor, y: torch.Tensor | None, w: torch.Ten
     if dx.numel() == 0:
         return
     _common.check_sample_extent("conv2d", grad_y, dx, samples_on_grid=False)
+    _check_positions("conv2d", dx)
     relu = y is not None
     if config is None:
         key = ("conv2d_dgrad", dx.device, dx.dtype, tuple(dx.shape[1:]), tuple(w.shape), geo, precision, relu,
                dx.stride(1) == 1, dx.shape[0])
-        config = _common.tuned_config(key, grad_input_candidates(dx.shape[1] // geo.groups),
+        config = _common.tuned_config(key, grad_input_candidates(dx.shape[1] // geo.groups, dx.stride(1) == 1),
                                       lambda cfg: _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, cfg))
     _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, config)
 
@@ -378,13 +410,14 @@ def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Te
     db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
     if R:
         _common.check_sample_extent("conv2d", grad_y, x, samples_on_grid=False)
+        _check_positions("conv2d", grad_y)
         relu = y is not None
         run = lambda cfg: _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu,  # noqa: E731
                                               r_chunk, cfg)
         if config is None:
             key = ("conv2d_wgrad", x.device, x.dtype, tuple(x.shape[1:]), tuple(weight_shape), geo, precision, relu,
                    bias, x.stride(1) == 1, x.shape[0])
-            config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups), run)
+            config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups, x.stride(1) == 1), run)
         run(config)
     # Fixed-order sums of the chunks; K is (kh, kw, ci): back to the weight's (ci, kh, kw).
     grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)

@@ -42,8 +42,23 @@ def _load_rows(base, rows, C, stride_c, mask_s):
 
 @triton.jit
 def _pow_neg(s, beta):
-    # s^-beta for s > 0; like torch's pow it gives inf at s == 0 and NaN for s < 0.
-    return tl.exp2(-beta * tl.log2(s))
+    # s^-beta as torch's s.pow(beta) then 1/that: inf at s == 0; for s < 0 (a negative k or alpha),
+    # (-1)^beta |s|^-beta when beta is an integer, else NaN; at s == -inf 0 (std::pow(-inf, beta) is
+    # +-inf), but NaN for beta = 0.5, which torch computes as sqrt.
+    p = tl.exp2(-beta * tl.log2(tl.abs(s)))
+    integer = beta == tl.floor(beta)
+    odd = integer & (beta - 2.0 * tl.floor(0.5 * beta) == 1.0)
+    negative = tl.where(integer, tl.where(odd, -p, p), float("nan"))
+    return tl.where((s < 0) & ((s != -float("inf")) | (beta == 0.5)), negative, p)
+
+
+@triton.jit
+def _grad_term(g, x, scale, scale_pow, beta):
+    # t = g x s^(-beta-1), channel c's share of its window's gradient. torch's chain rule reaches it as
+    # (-g x / s^(2 beta)) * beta s^(beta-1): where s is +-inf and beta > 1 that is 0 * inf = NaN, which
+    # the folded form would give as 0; NaN as in torch.
+    t = g * x * scale_pow / scale
+    return tl.where((tl.abs(scale) == float("inf")) & (beta > 1.0), float("nan"), t)
 
 
 @triton.jit
@@ -158,7 +173,7 @@ def _lrn_backward_kernel(
         scale_pow = _pow_neg(scale, beta)
         valid = ((ct >= 0) & (ct < C))[:, None] & mask_s[None, :]
         # Padding rows must be exact zeros (k = 0 would make 0 * inf there).
-        t = tl.where(valid, g_t * x_t * scale_pow / scale, 0.0)
+        t = tl.where(valid, _grad_term(g_t, x_t, scale, scale_pow, beta), 0.0)
         g_scaled = tl.where(valid, g_t * scale_pow, 0.0)
         window_t = _band_sum(band, t, DOT_PRECISION)
         g_scaled_out = _band_sum(shift, g_scaled, DOT_PRECISION)
@@ -392,7 +407,7 @@ def _lrn_backward_seq_kernel(
         x_m = _slot(w0, w1, w2, w3, w4, w5, w6, w7, LO)
         # Padding channels must contribute exact zeros (k = 0 would make 0 * inf there).
         valid = (j + LO >= 0) & (j + LO < C)
-        t_new = tl.where(valid, new_g * x_m * scale_pow / scale, 0.0)
+        t_new = tl.where(valid, _grad_term(new_g, x_m, scale, scale_pow, beta), 0.0)
         h_new = tl.where(valid, new_g * scale_pow, 0.0)
         t0, t1, t2, t3, t4, t5, t6, t7 = _shift_in(t0, t1, t2, t3, t4, t5, t6, t7, t_new, SIZE)
         h0, h1, h2, h3, h4, h5, h6, h7 = _shift_in(h0, h1, h2, h3, h4, h5, h6, h7, h_new, LO + 1)
@@ -439,13 +454,15 @@ def forward_candidates(size: int, channels_last: bool) -> list[Config]:
 
 
 def backward_candidates(size: int, channels_last: bool) -> list[Config]:
-    """The configs the tuner times for a backward launch; the first is the untimed default."""
+    """The configs the tuner times for a backward launch; the first is the untimed default: sequential
+    in both layouts where the size allows, since every "dot" config spills registers on sm_90 at
+    AlexNet's channels_last shapes (benchmarks/KERNELS.md; the tuner may still pick one)."""
     c = _min_block_c(size)
-    out = [] if channels_last else _sequential_candidates(size)
+    out = _sequential_candidates(size)
     for block_s in ((32, 64) if channels_last else (64, 128)):
         out.append(Config("dot", max(c, 32), block_s, 4))
         out.append(Config("dot", max(c, 64), block_s, 8))
-    return out + (_sequential_candidates(size) if channels_last else [])
+    return out
 
 
 def _dot_precision() -> str:

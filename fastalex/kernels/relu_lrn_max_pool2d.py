@@ -30,8 +30,8 @@ import triton.language as tl
 
 from fastalex.kernels import _common
 from fastalex.kernels._common import Pool
-from fastalex.kernels.local_response_norm import (MAX_SEQUENTIAL_SIZE, _load_row, _load_rows, _pow_neg,
-                                                  _prefetch, _shift_in, _slot, _sum_slots)
+from fastalex.kernels.local_response_norm import (MAX_SEQUENTIAL_SIZE, _grad_term, _load_row, _load_rows,
+                                                  _pow_neg, _prefetch, _shift_in, _slot, _sum_slots)
 from fastalex.kernels.max_pool2d import _gather_grad, _scan_tap, _store_pooled, is_channels_last
 
 MAX_SEQUENTIAL_TAPS = 16
@@ -206,7 +206,7 @@ def _backward_seq_kernel(
         scale_pow = _pow_neg(scale, beta)
         r_m = _slot(w0, w1, w2, w3, w4, w5, w6, w7, LO)
         # Padding channels must contribute exact zeros (k = 0 would make 0 * inf there).
-        t_new = tl.where(valid, new_g * r_m * scale_pow / scale, 0.0)
+        t_new = tl.where(valid, _grad_term(new_g, r_m, scale, scale_pow, beta), 0.0)
         h_new = tl.where(valid, new_g * scale_pow, 0.0)
         t0, t1, t2, t3, t4, t5, t6, t7 = _shift_in(t0, t1, t2, t3, t4, t5, t6, t7, t_new, SIZE)
         h0, h1, h2, h3, h4, h5, h6, h7 = _shift_in(h0, h1, h2, h3, h4, h5, h6, h7, h_new, LO + 1)
