@@ -74,3 +74,25 @@ def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: in
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+# Prefixes the library puts on its messages (a function's or class's name, or the command's own, which
+# error_line adds once), and what the user typed instead.
+_PREFIXES = {"fastalex train: ": "", "fastalex eval: ": "", "fastalex bench: ": "", "fastalex prepare: ": "",
+             "image_folders: ": "--data: ", "ImageFolder: ": "--data: ", "prepare_image_folder: ": "",
+             "SyntheticShapes: ": ""}
+
+
+def error_line(command: str, error: BaseException) -> str:
+    """One line for a failed command: "fastalex COMMAND: error: MESSAGE", with no doubled prefix and no
+    internal function names (image_folders' "image_folders: DIR does not exist" reads "--data: DIR does
+    not exist")."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix, replacement in _PREFIXES.items():
+            if message.startswith(prefix):
+                message, stripped = replacement + message[len(prefix):], True
+                break
+    return f"fastalex {command}: error: {message}"

@@ -192,8 +192,6 @@ def test_cli_errors_are_one_line_without_internal_names(tmp_path, capsys):
     assert capsys.readouterr().err == f"fastalex eval: error: checkpoint '{tmp_path / 'missing.pt'}' does not exist\n"
 
 
-@pytest.mark.xfail(strict=True, reason="needs the one-line change to fastalex/data/prepare.py run_prepare "
-                                       "(error_line), owned by another engineer")
 def test_cli_prepare_error_is_one_line_without_internal_names(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "nonexistent"), str(tmp_path / "dst"), "--workers", "0"]) == 2
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from fastalex._checks import check_int
+from fastalex._checks import check_int, error_line
 from fastalex.data.folder import IMAGE_EXTENSIONS, _check_root, _image_files, _load_image
 
 def _prepare_one(job: tuple[str, str, int, int]) -> str | None:
@@ -121,7 +121,7 @@ def run_prepare(args) -> int:
     try:
         counts = prepare_image_folder(args.src, args.dst, size=args.size, num_workers=args.workers)
     except (ValueError, OSError) as e:
-        print(f"fastalex prepare: error: {e}", file=sys.stderr)
+        print(error_line("prepare", e), file=sys.stderr)
         return 2
     print(f"wrote {counts['written']} images to {args.dst}; skipped {counts['skipped']} unreadable")
     return 0

@@ -6,30 +6,10 @@ import ctypes
 import json
 import sys
 
+from fastalex._checks import error_line
 from fastalex.train.config import TrainConfig
 from fastalex.train.evaluate import run_eval
 from fastalex.train.loop import train
-
-# Prefixes the library puts on its messages (a function's or class's name, or the command's own, which
-# error_line adds once), and what the user typed instead.
-_PREFIXES = {"fastalex train: ": "", "fastalex eval: ": "", "fastalex bench: ": "", "image_folders: ": "--data: ",
-             "ImageFolder: ": "--data: ", "prepare_image_folder: ": "", "SyntheticShapes: ": ""}
-
-
-def error_line(command: str, error: BaseException) -> str:
-    """One line for a failed command: "fastalex COMMAND: error: MESSAGE", with no doubled prefix and no
-    internal function names (image_folders' "image_folders: DIR does not exist" reads "--data: DIR does
-    not exist")."""
-    message = " ".join(str(error).split()) or type(error).__name__
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix, replacement in _PREFIXES.items():
-            if message.startswith(prefix):
-                message, stripped = replacement + message[len(prefix):], True
-                break
-    return f"fastalex {command}: error: {message}"
-
 
 def register_train(p: argparse.ArgumentParser) -> None:
     # Options not typed stay out of the namespace (SUPPRESS): --resume compares exactly the options
