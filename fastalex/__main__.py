@@ -1,4 +1,4 @@
-"""Command line: `python -m fastalex info | bench | train | eval | prepare` (also the `fastalex`
+"""Command line: `python -m fastalex info | bench | kernels | train | eval | prepare` (also the `fastalex`
 script). Only the chosen command's module is imported, so `fastalex --help` and `fastalex prepare` do
 not load the kernels."""
 from __future__ import annotations
@@ -11,6 +11,9 @@ import sys
 COMMANDS = {
     "info": ("fastalex.info", "register_info", "versions, the extension's build status and the available backends"),
     "bench": ("fastalex.bench.cli", "register_bench", "time fastalex's operators against torch on this device"),
+    "kernels": ("fastalex.bench.kernels_cli", "register_kernels",
+                "compile every Triton kernel config for a GPU target and report registers, spills, load widths "
+                "and SASS per loop step (no GPU needed)"),
     "train": ("fastalex.train.cli", "register_train",
               "train AlexNet with the paper's recipe (default: a synthetic dataset)"),
     "eval": ("fastalex.train.cli", "register_eval",

@@ -1,4 +1,4 @@
-"""Measurement: `fastalex bench` and the pytest-benchmark suites in benchmarks/.
+"""Measurement: `fastalex bench`, `fastalex kernels` and the pytest-benchmark suites in benchmarks/.
 
 Every figure is measured in the running process: the device's copy bandwidth, then each operator
 for a fastalex backend and for torch (eager, and compiled where asked) on the same inputs, so the
