@@ -51,7 +51,7 @@ def run_bench(args) -> int:
     from tqdm import tqdm
 
     from fastalex import _backends
-    from fastalex.bench import conv, model, ops, pipeline, report, timing
+    from fastalex.bench import conv, model, ops, pipeline, timing
 
     if args.device == "cuda" and not torch.cuda.is_available():
         return _error("--device cuda: no CUDA device is visible here")
@@ -105,7 +105,18 @@ def run_bench(args) -> int:
             rows.extend(conv.measure_conv(case, name, device, matmul, ref_ms))
         else:
             rows.extend(ops.measure(case, name, device, copy, ref_ms, refs))
+    _write_report(args, rows, device, copy, matmul, extra)
+    return 0
+
+
+def _write_report(args, rows, device, copy, matmul, extra) -> None:
+    """The table (and the JSON, and the plot) of `rows`, with the conv tuner's choices."""
+    from fastalex.bench import conv, report, timing
+
     table = report.format_table(rows, timing.device_name(device), copy, matmul)
+    choices = conv.tuned_choices()
+    if choices:
+        extra["conv_tuned"] = choices
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"env": timing.environment(), "device": timing.device_name(device), "copy_gbps": copy,
@@ -113,6 +124,9 @@ def run_bench(args) -> int:
                        **extra},
                       f, indent=1)
     print(table)
+    for c in choices:
+        print(f"conv tuner: {c['direction']:<5} {c['dtype']:<8} input {c['input']} x{c['batch']} weight {c['weight']}: "
+              f"{c['choice']}")
     for e in extra.get("train_epoch", []):
         print(f"train epoch ({'preloaded' if e['preload'] else 'loader workers'}): {e['img_per_s']:.0f} img/s, "
               f"waited for data {100 * e['data_wait_frac']:.1f}% of the time")
@@ -122,7 +136,6 @@ def run_bench(args) -> int:
     if args.plot:
         report.plot(rows, args.plot, f"fastalex bench on {timing.device_name(device)}")
         print(f"plot written to {args.plot}")
-    return 0
 
 
 @contextlib.contextmanager

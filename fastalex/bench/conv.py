@@ -115,3 +115,24 @@ def measure_conv(case: ConvCase, backend: str, device: torch.device, matmul: flo
         rows.append(Row(f"conv_relu_{kind}", case.name, backend, time_ms(ours[kind], device), ref_ms[key],
                         flops[kind], matmul, "torch", "TFLOP/s"))
     return rows
+
+
+_DIRECTIONS = {"conv2d_fwd": "fwd", "conv2d_dgrad": "dgrad", "conv2d_wgrad": "wgrad"}
+
+
+def tuned_choices() -> list[dict]:
+    """What the tuner chose for each convolution launch of this process (the triton backend on a GPU):
+    direction, dtype, input shape (C, H, W), weight shape, batch, and the choice: "torch" (torch's own
+    convolution, cuDNN) or the Triton config."""
+    from fastalex.kernels._common import tuned_configs
+    from fastalex.kernels.conv2d_torch import TorchRoute
+
+    out = []
+    for key, cfg in tuned_configs().items():
+        if not (isinstance(key, tuple) and key and key[0] in _DIRECTIONS):
+            continue
+        choice = "torch" if isinstance(cfg, TorchRoute) else "triton " + " ".join(
+            f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
+        out.append(dict(direction=_DIRECTIONS[key[0]], dtype=str(key[2]).removeprefix("torch."), input=list(key[3]),
+                        weight=list(key[4]), batch=key[-1], choice=choice))
+    return out

@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from fastalex.kernels import _common
+from fastalex.kernels import _common, conv2d_torch
+from fastalex.kernels.conv2d_torch import TORCH, TorchRoute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +316,9 @@ def _check_positions(op: str, t: torch.Tensor) -> None:
                          f"per call, got {count} for shape {tuple(t.shape)}; split the batch")
 
 
-def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
+def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config | TorchRoute):
+    if isinstance(cfg, TorchRoute):
+        return conv2d_torch.forward(x, w, b, y, geo, relu)
     N, _, H, W = x.shape
     _, _, Ho, Wo = y.shape
     cg_in, cg_out = x.shape[1] // geo.groups, w.shape[0] // geo.groups
@@ -327,24 +330,29 @@ def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, c
         **geo.constexprs(), HAS_BIAS=b is not None, RELU=relu, PRECISION=precision,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_TILES=cfg.n_tiles,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return y
 
 
 def conv2d_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor, geo: ConvGeometry,
-                   precision: str, relu: bool, config: Config | None = None) -> None:
-    """Writes act(conv(x, w) + b) into y. x (N, Cin, H, W), w (Cout, Cin/groups, KH, KW), y (N, Cout, Ho, Wo)."""
+                   precision: str, relu: bool, config: Config | TorchRoute | None = None) -> torch.Tensor:
+    """act(conv(x, w) + b), shaped and laid out as y: y itself written by a Triton kernel, or the output of
+    torch's convolution where the tuner chose that route (TORCH). x (N, Cin, H, W), w (Cout, Cin/groups,
+    KH, KW), y (N, Cout, Ho, Wo)."""
     if y.numel() == 0:
-        return
+        return y
     _common.check_sample_extent("conv2d", x, y, samples_on_grid=False)
     _check_positions("conv2d", y)
     if config is None:
         key = ("conv2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(w.shape), geo, precision, relu,
                b is not None, x.stride(1) == 1, x.shape[0])
-        config = _common.tuned_config(key, forward_candidates(w.shape[0] // geo.groups, x.stride(1) == 1),
+        config = _common.tuned_config(key, forward_candidates(w.shape[0] // geo.groups, x.stride(1) == 1) + [TORCH],
                                       lambda cfg: _launch_forward(x, w, b, y, geo, precision, relu, cfg))
-    _launch_forward(x, w, b, y, geo, precision, relu, config)
+    return _launch_forward(x, w, b, y, geo, precision, relu, config)
 
 
-def _launch_grad_input(grad_y, y, w, dx, geo: ConvGeometry, precision: str, relu: bool, cfg: Config):
+def _launch_grad_input(grad_y, y, w, dx, geo: ConvGeometry, precision: str, relu: bool, cfg: Config | TorchRoute):
+    if isinstance(cfg, TorchRoute):
+        return conv2d_torch.grad_input(grad_y, y, w, dx, geo)
     N, cin, H, W = dx.shape
     _, _, Ho, Wo = grad_y.shape
     cg_in, cg_out = cin // geo.groups, w.shape[0] // geo.groups
@@ -355,23 +363,25 @@ def _launch_grad_input(grad_y, y, w, dx, geo: ConvGeometry, precision: str, relu
         grad_y, y, w, dx, H, W, Ho, Wo, M, cg_in, cg_out, *grad_y.stride(), *y.stride(), *w.stride(), *dx.stride(),
         **geo.constexprs(), RELU=relu, PRECISION=precision, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return dx
 
 
 def conv2d_grad_input(grad_y: torch.Tensor, y: torch.Tensor | None, w: torch.Tensor, dx: torch.Tensor,
-                      geo: ConvGeometry, precision: str, config: Config | None = None) -> None:
-    """Writes the input gradient into dx (N, Cin, H, W). grad_y (N, Cout, Ho, Wo); y, the forward output,
-    is the ReLU mask (None: no ReLU)."""
+                      geo: ConvGeometry, precision: str, config: Config | TorchRoute | None = None) -> torch.Tensor:
+    """The input gradient, shaped and laid out as dx (N, Cin, H, W): dx written by a Triton kernel, or
+    torch's (TORCH). grad_y (N, Cout, Ho, Wo); y, the forward output, is the ReLU mask (None: no ReLU)."""
     if dx.numel() == 0:
-        return
+        return dx
     _common.check_sample_extent("conv2d", grad_y, dx, samples_on_grid=False)
     _check_positions("conv2d", dx)
     relu = y is not None
     if config is None:
         key = ("conv2d_dgrad", dx.device, dx.dtype, tuple(dx.shape[1:]), tuple(w.shape), geo, precision, relu,
                dx.stride(1) == 1, dx.shape[0])
-        config = _common.tuned_config(key, grad_input_candidates(dx.shape[1] // geo.groups, dx.stride(1) == 1),
+        config = _common.tuned_config(key, grad_input_candidates(dx.shape[1] // geo.groups, dx.stride(1) == 1)
+                                      + [TORCH],
                                       lambda cfg: _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, cfg))
-    _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, config)
+    return _launch_grad_input(grad_y, y, w, dx, geo, precision, relu, config)
 
 
 # Output positions per grad_weight chunk: enough chunks to fill the GPU when Cout x K is small (conv1).
@@ -397,28 +407,35 @@ def _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo: ConvGeometry, pre
 
 def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, weight_shape: tuple,
                        geo: ConvGeometry, precision: str, bias: bool,
-                       config: Config | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(grad_weight in fp32, shaped like the weight; grad_bias in fp32 or None). grad_y (N, Cout, Ho, Wo),
-    y the forward output as the ReLU mask (None: no ReLU), x (N, Cin, H, W)."""
+                       config: Config | TorchRoute | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(grad_weight shaped like the weight, grad_bias or None): in fp32 from the Triton kernel, in x's
+    dtype from torch's route (TORCH). grad_y (N, Cout, Ho, Wo), y the forward output as the ReLU mask
+    (None: no ReLU), x (N, Cin, H, W)."""
     cout, cg_in, kh, kw = weight_shape
     K = cg_in * kh * kw
     R = grad_y.shape[0] * grad_y.shape[2] * grad_y.shape[3]
+    if not R:
+        zeros = torch.zeros((cout, cg_in, kh, kw), dtype=torch.float32, device=x.device)
+        return zeros, (zeros.new_zeros(cout) if bias else None)
+    _common.check_sample_extent("conv2d", grad_y, x, samples_on_grid=False)
+    _check_positions("conv2d", grad_y)
+    relu = y is not None
     # Chunks x K tiles share grid axis 1 (at most 65535; K tiles are at least 16 wide).
     r_chunk = max(R_CHUNK, triton.cdiv(R, max(1, 65535 // triton.cdiv(K, 16))))
-    split = triton.cdiv(R, r_chunk) if R else 1
-    dw_parts = torch.zeros((split, cout, K), dtype=torch.float32, device=x.device)
-    db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
-    if R:
-        _common.check_sample_extent("conv2d", grad_y, x, samples_on_grid=False)
-        _check_positions("conv2d", grad_y)
-        relu = y is not None
-        run = lambda cfg: _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu,  # noqa: E731
-                                              r_chunk, cfg)
-        if config is None:
-            key = ("conv2d_wgrad", x.device, x.dtype, tuple(x.shape[1:]), tuple(weight_shape), geo, precision, relu,
-                   bias, x.stride(1) == 1, x.shape[0])
-            config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups, x.stride(1) == 1), run)
-        run(config)
-    # Fixed-order sums of the chunks; K is (kh, kw, ci): back to the weight's (ci, kh, kw).
-    grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)
-    return grad_w, (db_parts.sum(0) if bias else None)
+    split = triton.cdiv(R, r_chunk)
+
+    def run(cfg):  # the whole direction, so that the tuner times each route's full cost
+        if isinstance(cfg, TorchRoute):
+            return conv2d_torch.grad_weight(grad_y, y, x, weight_shape, geo, bias)
+        dw_parts = torch.zeros((split, cout, K), dtype=torch.float32, device=x.device)
+        db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
+        _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu, r_chunk, cfg)
+        # Fixed-order sums of the chunks; K is (kh, kw, ci): back to the weight's (ci, kh, kw).
+        grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)
+        return grad_w, (db_parts.sum(0) if bias else None)
+
+    if config is None:
+        key = ("conv2d_wgrad", x.device, x.dtype, tuple(x.shape[1:]), tuple(weight_shape), geo, precision, relu,
+               bias, x.stride(1) == 1, x.shape[0])
+        config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups, x.stride(1) == 1) + [TORCH], run)
+    return run(config)

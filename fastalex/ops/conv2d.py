@@ -65,9 +65,8 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     from fastalex.kernels import conv2d as kernels
 
     out = _empty_output(input, weight, stride, padding)
-    kernels.conv2d_forward(input, weight, bias, out, _geometry(weight.shape, stride, padding, groups),
-                           precision(input.dtype), relu)
-    return out
+    return kernels.conv2d_forward(input, weight, bias, out, _geometry(weight.shape, stride, padding, groups),
+                                  precision(input.dtype), relu)
 
 
 @conv2d.register_fake
@@ -83,9 +82,8 @@ def conv2d_grad_input(grad_output: torch.Tensor, output: torch.Tensor | None, we
     from fastalex.kernels import conv2d as kernels
 
     grad_input = _empty_like_input(grad_output, input_size, channels_last)
-    kernels.conv2d_grad_input(grad_output, output, weight, grad_input,
-                              _geometry(weight.shape, stride, padding, groups), precision(grad_output.dtype))
-    return grad_input
+    return kernels.conv2d_grad_input(grad_output, output, weight, grad_input,
+                                     _geometry(weight.shape, stride, padding, groups), precision(grad_output.dtype))
 
 
 def _empty_like_input(grad_output, input_size, channels_last):
