@@ -38,7 +38,9 @@ DTYPES = {
 # CUDA tiles stage 3 x size rows in 48 KB of shared memory. The cpu backend takes any size.
 LRN_MAX_SIZE = {"triton": 64, "cuda": 512}
 _POOLING_OPS = frozenset({"local_response_norm", "max_pool2d", "relu_lrn_max_pool2d"})
-NATIVE_OPS = {"triton": _POOLING_OPS | {"conv2d"}, "cuda": _POOLING_OPS, "cpu": _POOLING_OPS, "torch": frozenset()}
+# relu_max_pool2d: the triton max-pool kernel applies the ReLU; the cuda and cpu backends run relu then max_pool2d.
+NATIVE_OPS = {"triton": _POOLING_OPS | {"conv2d", "relu_max_pool2d"}, "cuda": _POOLING_OPS, "cpu": _POOLING_OPS,
+              "torch": frozenset()}
 _DEFAULT_ORDER = {"cuda": ("triton", "cuda", "torch"), "cpu": ("cpu", "torch")}
 
 _global_choice: str | None = None

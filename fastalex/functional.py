@@ -89,12 +89,33 @@ def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilatio
         return F.max_pool2d(input, kernel, stride, padding, dilation, ceil_mode=ceil_mode,
                             return_indices=return_indices)
     batched = input if input.dim() == 4 else input.unsqueeze(0)
-    out, winners = _ops.max_pool2d(batched, kernel, stride, padding, dilation, ceil_mode, backend)
+    out, winners = _ops.max_pool2d(batched, kernel, stride, padding, dilation, ceil_mode, False, backend)
     if input.dim() == 3:
         out, winners = out.squeeze(0), winners.squeeze(0)
     if not return_indices:
         return out
     return out, _winners_to_indices(winners, input.shape[-1], kernel, stride, padding, dilation)
+
+
+def relu_max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                    ceil_mode: bool = False) -> torch.Tensor:
+    """max_pool2d(relu(input), ...), values and gradients as torch's F.max_pool2d(F.relu(input), ...).
+
+    Max commutes with ReLU, so on the triton backend one kernel pools and clamps the pooled values (no
+    ReLU pass, and the convolution before it needs no ReLU mask in its backward): AlexNet's conv5 tail
+    (and conv1/conv2 in the torchvision variant). Other backends compose relu and max_pool2d.
+    """
+    op = "relu_max_pool2d"
+    _check_pool_input(op, input, (3, 4))
+    kernel, stride, padding, dilation = _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
+    backend = _backends.for_call(op, input)
+    if backend == "torch":
+        return F.max_pool2d(F.relu(input), kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    fused = _backends.runs_natively(backend, op)
+    batched = input if input.dim() == 4 else input.unsqueeze(0)
+    out = _ops.max_pool2d(batched if fused else F.relu(batched), kernel, stride, padding, dilation, ceil_mode, fused,
+                          backend)[0]
+    return out if input.dim() == 4 else out.squeeze(0)
 
 
 def relu_lrn_max_pool2d(input: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,

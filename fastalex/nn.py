@@ -1,5 +1,5 @@
 """Drop-in modules: subclasses of the torch.nn modules they replace (same arguments, same state), and
-the fused ReLULRNMaxPool2d and Conv2dReLU."""
+the fused ReLULRNMaxPool2d, ReLUMaxPool2d and Conv2dReLU."""
 from __future__ import annotations
 
 import torch
@@ -20,6 +20,25 @@ class MaxPool2d(torch.nn.MaxPool2d):
     def forward(self, input: torch.Tensor):
         return fa.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+
+class ReLUMaxPool2d(torch.nn.Module):
+    """ReLU then MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode), fused
+    (fastalex.functional.relu_max_pool2d): on the triton backend the pool clamps its pooled values, so
+    the ReLU costs no pass and the convolution before it needs no ReLU mask in its backward. No
+    parameters."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return fa.relu_max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
 class ReLULRNMaxPool2d(torch.nn.Module):

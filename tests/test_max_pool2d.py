@@ -166,9 +166,14 @@ def test_gradcheck_cpu_float64():
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_opcheck(backend):
     x = torch.randn(2, 3, 9, 8, requires_grad=True)
-    torch.library.opcheck(torch.ops.fastalex.max_pool2d.default, (x, [3, 3], [2, 2], [1, 1], [1, 1], True, backend))
+    torch.library.opcheck(torch.ops.fastalex.max_pool2d.default,
+                          (x, [3, 3], [2, 2], [1, 1], [1, 1], True, False, backend))
     xc = torch.randn(2, 4, 7, 7).to(memory_format=torch.channels_last).requires_grad_()
-    torch.library.opcheck(torch.ops.fastalex.max_pool2d.default, (xc, [3, 2], [2, 1], [0, 1], [1, 2], False, backend))
+    torch.library.opcheck(torch.ops.fastalex.max_pool2d.default,
+                          (xc, [3, 2], [2, 1], [0, 1], [1, 2], False, False, backend))
+    if backend == "triton":  # the fused ReLU
+        torch.library.opcheck(torch.ops.fastalex.max_pool2d.default,
+                              (xc, [3, 3], [2, 2], [1, 1], [1, 1], False, True, backend))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)

@@ -51,13 +51,14 @@ class ConvSpec:
 
 
 def _convs() -> list[ConvSpec]:
-    # (models/alexnet.py) paper: conv1 and conv2 feed the fused ReLU-LRN-pool, so carry no ReLU.
+    # (models/alexnet.py) a convolution followed by a pool carries no ReLU: the fused ReLU-LRN-pool or
+    # ReLU-pool applies it (paper conv1, conv2, conv5; torchvision conv1, conv2, conv5).
     paper = [(3, 96, 11, 4, (1, 2, 1, 2), 224, False), (96, 256, 5, 1, (2,) * 4, 27, False),
              (256, 384, 3, 1, (1,) * 4, 13, True), (384, 384, 3, 1, (1,) * 4, 13, True),
-             (384, 256, 3, 1, (1,) * 4, 13, True)]
-    tv = [(3, 64, 11, 4, (2,) * 4, 224, True), (64, 192, 5, 1, (2,) * 4, 27, True),
+             (384, 256, 3, 1, (1,) * 4, 13, False)]
+    tv = [(3, 64, 11, 4, (2,) * 4, 224, False), (64, 192, 5, 1, (2,) * 4, 27, False),
           (192, 384, 3, 1, (1,) * 4, 13, True), (384, 256, 3, 1, (1,) * 4, 13, True),
-          (256, 256, 3, 1, (1,) * 4, 13, True)]
+          (256, 256, 3, 1, (1,) * 4, 13, False)]
     out = []
     for i, (cin, cout, k, s, pad, size, relu) in enumerate(paper):
         for g in ((1, 2) if i in (1, 3, 4) else (1,)):

@@ -5,6 +5,10 @@ jh * KW + jw (uint8 for windows of up to 256 taps, else int32): a byte per outpu
 int64 index, and all the backward needs. Taps are scanned row-major and a tap replaces the best so
 far iff `v > best or isnan(v)`, torch's rule: ties go to the first maximum, NaN to the last NaN.
 
+With RELU the forward pools relu(x): the pooled value is clamped at 0, and a window whose maximum is
+not positive stores the winner KH * KW, which no tap matches, so the backward (unchanged) passes it no
+gradient: AlexNet's conv -> ReLU -> max-pool then needs no ReLU pass and no mask in the conv's backward.
+
 The backward is a gather: each program owns input elements and sums grad_y over the (at most
 cdiv((KH-1)*DH+1, SH) x cdiv((KW-1)*DW+1, SW)) windows that can hold them and chose them, in
 ascending output order. No atomics, so it is deterministic, and every grad_x element is written.
@@ -59,6 +63,7 @@ def _max_pool2d_forward_kernel(
     stride_wn, stride_wc, stride_wh, stride_ww,
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
     PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+    RELU: tl.constexpr,  # pool relu(x): max commutes with ReLU, so it is applied to the pooled value
     BLOCK_C: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
@@ -81,6 +86,11 @@ def _max_pool2d_forward_kernel(
             v = tl.load(x_base + (ih * stride_xh + iw * stride_xw)[None, :], mask=mask_c[:, None] & ok,
                         other=float("-inf")).to(tl.float32)
             best, winner = _scan_tap(v, ok, jh * KW + jw, best, winner)
+    if RELU:
+        # A window whose maximum is negative or 0 passes no gradient, as torch's ReLU backward (0 where
+        # x <= 0; a NaN passes it): its winner becomes KH * KW, a tap the backward never matches.
+        winner = tl.where((best <= 0) & (winner >= 0), KH * KW, winner)
+        best = tl.where(best < 0, 0.0, best)  # NaN stays NaN
     _store_pooled(y_ptr, win_ptr, best, winner, n, c, oh, ow, mask_c[:, None] & mask_p[None, :],
                   stride_yn, stride_yc, stride_yh, stride_yw, stride_wn, stride_wc, stride_wh, stride_ww)
 
@@ -163,13 +173,13 @@ def is_channels_last(t: torch.Tensor) -> bool:
     return t.stride(1) == 1 and t.shape[1] > 1
 
 
-def _launch_forward(x, y, winners, pool: Pool, cfg: Config):
+def _launch_forward(x, y, winners, pool: Pool, cfg: Config, relu: bool = False):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2:]
     grid = (triton.cdiv(Ho * Wo, cfg.block_p), triton.cdiv(C, cfg.block_c), N)
     _max_pool2d_forward_kernel[grid](
         x, y, winners, C, H, W, Ho, Wo, *x.stride(), *y.stride(), *winners.stride(), **pool.constexprs(),
-        BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, num_warps=cfg.num_warps)
+        RELU=relu, BLOCK_C=cfg.block_c, BLOCK_P=cfg.block_p, num_warps=cfg.num_warps)
 
 
 def _launch_backward(grad_y, winners, grad_x, pool: Pool, cfg: Config):
@@ -192,18 +202,19 @@ def _fitting(configs: list[Config], channels: int) -> list[Config]:
 
 
 def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, winners: torch.Tensor, pool: Pool,
-                       config: Config | None = None) -> None:
-    """Writes max-pool(x) into y and each window's winning tap into winners. x: (N, C, H, W); y and
-    winners: (N, C, Ho, Wo); any strides."""
+                       config: Config | None = None, relu: bool = False) -> None:
+    """Writes max-pool(x) (with relu: max-pool(relu(x))) into y and each window's winning tap into
+    winners. x: (N, C, H, W); y and winners: (N, C, Ho, Wo); any strides. With relu a window whose
+    maximum is not positive gets the winner KH * KW (no tap: no gradient), so winners must hold it."""
     if y.numel() == 0:
         return
     _common.check_sample_extent("max_pool2d", x, y, winners)
     if config is None:
         cl = is_channels_last(x)
         config = _common.tuned_config(
-            ("max_pool2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(y.shape[2:]), cl, pool),
-            _fitting(candidates(cl), x.shape[1]), lambda cfg: _launch_forward(x, y, winners, pool, cfg))
-    _launch_forward(x, y, winners, pool, config)
+            ("max_pool2d_fwd", x.device, x.dtype, tuple(x.shape[1:]), tuple(y.shape[2:]), cl, pool, relu),
+            _fitting(candidates(cl), x.shape[1]), lambda cfg: _launch_forward(x, y, winners, pool, cfg, relu))
+    _launch_forward(x, y, winners, pool, config, relu)
 
 
 def max_pool2d_backward(grad_y: torch.Tensor, winners: torch.Tensor, grad_x: torch.Tensor, pool: Pool,

@@ -9,8 +9,8 @@ in two variants:
   paper's two towers in conv2, conv4 and conv5.
 - "torchvision": the layers, shapes and state_dict keys of torchvision.models.alexnet.
 
-fastalex.AlexNet runs the fused modules (conv+bias+ReLU, ReLU->LRN->max-pool); reference_alexnet
-builds the same network from plain torch.nn modules with the same state_dict keys. Fused-away
+fastalex.AlexNet runs the fused modules (conv+bias+ReLU, ReLU->LRN->max-pool, ReLU->max-pool);
+reference_alexnet builds the same network from plain torch.nn modules with the same state_dict keys. Fused-away
 layers (a ReLU inside a fused module) stay in `features` as nn.Identity so every index, and so every
 state_dict key, matches the reference's.
 """
@@ -66,7 +66,7 @@ def _features(variant: str, groups: int, lrn: tuple, fused: bool) -> nn.Sequenti
         g = groups if towered else 1
         symmetric = pad[0] == pad[1] and pad[2] == pad[3]
         if fused:
-            conv_cls = fnn.Conv2d if after == "lrn_pool" else fnn.Conv2dReLU  # the LRN module takes the ReLU
+            conv_cls = fnn.Conv2d if after else fnn.Conv2dReLU  # a fused pooling module takes the ReLU
             layers += [conv_cls(c_in, c_out, k, stride=s, padding=(pad[2], pad[0]) if symmetric else pad, groups=g),
                        nn.Identity()]
         else:
@@ -80,7 +80,7 @@ def _features(variant: str, groups: int, lrn: tuple, fused: bool) -> nn.Sequenti
             else:
                 layers += [nn.LocalResponseNorm(*lrn), nn.MaxPool2d(*POOL)]
         elif after == "pool":
-            layers.append(fnn.MaxPool2d(*POOL) if fused else nn.MaxPool2d(*POOL))
+            layers.append(fnn.ReLUMaxPool2d(*POOL) if fused else nn.MaxPool2d(*POOL))
         c_in = c_out
     return nn.Sequential(*layers)
 

@@ -16,8 +16,9 @@ from fastalex._checks import pool_output_size
 from fastalex.kernels._common import Pool
 
 
-def winner_dtype(kernel_size: Sequence[int]) -> torch.dtype:
-    return torch.uint8 if kernel_size[0] * kernel_size[1] <= 256 else torch.int32
+def winner_dtype(kernel_size: Sequence[int], relu: bool = False) -> torch.dtype:
+    # With relu the winners also hold kh * kw (a window that passes no gradient): one more value.
+    return torch.uint8 if kernel_size[0] * kernel_size[1] + int(relu) <= 256 else torch.int32
 
 
 def winners_to_indices(winners: torch.Tensor, input_width: int, kernel_size, stride, padding,
@@ -32,13 +33,14 @@ def winners_to_indices(winners: torch.Tensor, input_width: int, kernel_size, str
     return ih * input_width + iw
 
 
-def empty_outputs(input: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode):
+def empty_outputs(input: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode, relu: bool = False):
     n, c, h, w = input.shape
     ho = pool_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
     wo = pool_output_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
     fmt = suggest_memory_format(input)
     out = torch.empty((n, c, ho, wo), dtype=input.dtype, device=input.device, memory_format=fmt)
-    winners = torch.empty((n, c, ho, wo), dtype=winner_dtype(kernel_size), device=input.device, memory_format=fmt)
+    winners = torch.empty((n, c, ho, wo), dtype=winner_dtype(kernel_size, relu), device=input.device,
+                          memory_format=fmt)
     return out, winners
 
 
@@ -68,17 +70,23 @@ def _pool(kernel_size, stride, padding, dilation) -> Pool:
 
 @torch.library.custom_op("fastalex::max_pool2d", mutates_args=())
 def max_pool2d(input: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-               dilation: Sequence[int], ceil_mode: bool, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-    out, winners = empty_outputs(input, kernel_size, stride, padding, dilation, ceil_mode)
+               dilation: Sequence[int], ceil_mode: bool, relu: bool, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """max-pool(input), or with relu max-pool(relu(input)) (the triton backend only: its kernel applies
+    the ReLU to the pooled values and marks the windows that pass no gradient)."""
+    if relu and backend != "triton":
+        raise ValueError(f"fastalex::max_pool2d: relu=True runs on the triton backend only, not {backend!r}")
+    out, winners = empty_outputs(input, kernel_size, stride, padding, dilation, ceil_mode, relu)
     if out.numel() == 0:
         return out, winners
-    _kernels(backend)[0](input, out, winners, _pool(kernel_size, stride, padding, dilation))
+    pool = _pool(kernel_size, stride, padding, dilation)
+    forward = _kernels(backend)[0]
+    forward(input, out, winners, pool, relu=True) if relu else forward(input, out, winners, pool)
     return out, winners
 
 
 @max_pool2d.register_fake
-def _(input, kernel_size, stride, padding, dilation, ceil_mode, backend):
-    return empty_outputs(input, kernel_size, stride, padding, dilation, ceil_mode)
+def _(input, kernel_size, stride, padding, dilation, ceil_mode, relu, backend):
+    return empty_outputs(input, kernel_size, stride, padding, dilation, ceil_mode, relu)
 
 
 def _empty_grad_input(grad_output: torch.Tensor, input_size: Sequence[int], channels_last: bool) -> torch.Tensor:
@@ -103,7 +111,7 @@ def _(grad_output, winners, input_size, channels_last, kernel_size, stride, padd
 
 
 def _setup_context(ctx, inputs, output):
-    input, kernel_size, stride, padding, dilation, ceil_mode, backend = inputs
+    input, kernel_size, stride, padding, dilation, ceil_mode, relu, backend = inputs
     _, winners = output
     ctx.mark_non_differentiable(winners)
     ctx.save_for_backward(winners)
@@ -115,7 +123,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_output, _grad_winners):
     (winners,) = ctx.saved_tensors
     grad_input = max_pool2d_backward(grad_output, winners, ctx.input_size, ctx.channels_last, *ctx.params)
-    return grad_input, None, None, None, None, None, None
+    return grad_input, None, None, None, None, None, None, None
 
 
 max_pool2d.register_autograd(_backward, setup_context=_setup_context)

@@ -40,7 +40,7 @@ def relu_lrn_max_pool2d(input: torch.Tensor, size: int, alpha: float, beta: floa
                         backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not _fused(backend, size):
         lrn = local_response_norm(torch.relu(input), size, alpha, beta, k, backend)
-        return max_pool2d(lrn, kernel_size, stride, padding, _NO_DILATION, ceil_mode, backend)
+        return max_pool2d(lrn, kernel_size, stride, padding, _NO_DILATION, ceil_mode, False, backend)
     from fastalex.kernels import relu_lrn_max_pool2d as fused_kernels
 
     out, winners = empty_outputs(input, kernel_size, stride, padding, _NO_DILATION, ceil_mode)
