@@ -113,4 +113,4 @@ def test_bench_command_rejects_an_unknown_op():
     out = subprocess.run([sys.executable, "-m", "fastalex", "bench", "--ops", "lrn,conv9"], capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 2
-    assert "fastalex bench: unknown op conv9; choose from lrn, max_pool, relu_lrn_max_pool, conv, model" in out.stderr
+    assert "fastalex bench: error: unknown op conv9; choose from lrn, max_pool, relu_lrn_max_pool, conv, model" in out.stderr
