@@ -23,6 +23,8 @@ from fastalex.kernels import conv2d as conv
 from fastalex.kernels import local_response_norm as lrn
 from fastalex.kernels import max_pool2d as pool
 from fastalex.kernels import relu_lrn_max_pool2d as fused
+from fastalex.kernels import _pool as pool_helpers
+from fastalex.kernels import _window as window_helpers
 from fastalex.kernels._common import Pool
 
 BATCH = 128
@@ -207,11 +209,12 @@ STEPS: dict[str, Callable[[dict], int]] = {
 
 
 def fingerprint() -> str:
-    """A hash of what the report depends on: every Triton kernel's source (jitted functions), the
-    launchers' source, and every case's candidate list. benchmarks/KERNELS.md records it;
-    tests/test_kernel_report.py fails when it changes without the report being regenerated."""
+    """A hash of what the report depends on: the source of every Triton kernel and helper (jitted
+    functions, _window.py's and _pool.py's included), the launchers' source, and every case's candidate
+    list. benchmarks/KERNELS.md records it; tests/test_kernel_report.py fails when it changes without
+    the report being regenerated."""
     h = hashlib.sha256()
-    for mod in (conv, lrn, pool, fused):
+    for mod in (conv, lrn, pool, fused, window_helpers, pool_helpers):
         for name, obj in sorted(vars(mod).items()):
             fn = getattr(obj, "fn", obj)  # a @triton.jit function (JITFunction, or the interpreter's) or a plain one
             if inspect.isfunction(fn) and fn.__module__ == mod.__name__:

@@ -30,9 +30,10 @@ import triton.language as tl
 
 from fastalex.kernels import _common
 from fastalex.kernels._common import Pool
-from fastalex.kernels.local_response_norm import (MAX_SEQUENTIAL_SIZE, _grad_term, _load_row, _load_rows,
-                                                  _pow_neg, _prefetch, _shift_in, _slot, _sum_slots)
-from fastalex.kernels.max_pool2d import _gather_grad, _scan_tap, _store_pooled, is_channels_last
+from fastalex.kernels._pool import _gather_grad, _scan_tap, _store_pooled
+from fastalex.kernels._window import (MAX_SEQUENTIAL_SIZE, _grad_term, _load_row, _load_rows, _pow_neg, _prefetch,
+                                      _shift_in, _slot, _sum_slots)
+from fastalex.kernels.max_pool2d import is_channels_last
 
 MAX_SEQUENTIAL_TAPS = 16
 
