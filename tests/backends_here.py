@@ -34,3 +34,15 @@ def fits(run) -> bool:
 def layout(t: torch.Tensor) -> tuple[int, ...]:
     """t's strides, those of size-1 dimensions (which mean nothing) as 0."""
     return tuple(0 if n == 1 else s for n, s in zip(t.shape, t.stride()))
+
+
+def fresh_tuner(monkeypatch, cache_dir) -> None:
+    """The tuner as in a new process that times for real (not the interpreter's untimed first
+    candidate): no choice in memory, its disk cache in `cache_dir`, FASTALEX_TUNE unset."""
+    from fastalex.kernels import _common, _tuning_cache
+
+    monkeypatch.setattr(_common, "interpreting", lambda: False)
+    monkeypatch.setattr(_common, "_TUNED", {})
+    monkeypatch.setattr(_tuning_cache, "_cache", None)
+    monkeypatch.setenv("FASTALEX_TUNING_CACHE", str(cache_dir))
+    monkeypatch.delenv("FASTALEX_TUNE", raising=False)

@@ -13,7 +13,7 @@ import triton.testing
 import fastalex
 from fastalex import functional as fa
 from fastalex.kernels import _common, _tuning_cache, conv2d_torch
-from backends_here import KERNEL_BACKENDS
+from backends_here import KERNEL_BACKENDS, fresh_tuner
 from numerics import assert_close
 from test_conv2d import CASES, IDS, _make, _reference
 
@@ -45,11 +45,7 @@ def tuner(monkeypatch, tmp_path):
         return state["torch_ms"] if len(state["ran"]) > before else 1.0
 
     monkeypatch.setattr(triton.testing, "do_bench", do_bench)
-    monkeypatch.setattr(_common, "interpreting", lambda: False)
-    monkeypatch.setattr(_common, "_TUNED", {})
-    monkeypatch.setattr(_tuning_cache, "_cache", None)
-    monkeypatch.setenv("FASTALEX_TUNING_CACHE", str(tmp_path))
-    monkeypatch.delenv("FASTALEX_TUNE", raising=False)
+    fresh_tuner(monkeypatch, tmp_path)
     return state
 
 

@@ -10,6 +10,7 @@ import pytest
 import triton.testing
 
 from fastalex.kernels import _common, _tuning_cache
+from backends_here import fresh_tuner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +41,7 @@ def timer(monkeypatch, tmp_path):
         return TIMES[cfg]
 
     monkeypatch.setattr(triton.testing, "do_bench", do_bench)
-    monkeypatch.setattr(_common, "interpreting", lambda: False)
-    monkeypatch.setattr(_common, "_TUNED", {})
-    monkeypatch.setattr(_tuning_cache, "_cache", None)
-    monkeypatch.setenv("FASTALEX_TUNING_CACHE", str(tmp_path))
-    monkeypatch.delenv("FASTALEX_TUNE", raising=False)
+    fresh_tuner(monkeypatch, tmp_path)
     return timed
 
 
