@@ -28,6 +28,14 @@ CASES = [
     ("pair-padding", 2, 3, 8, 5, 4, (2, 3), 2, (1, 0), 1, True),
 ]
 IDS = [c[0] for c in CASES]
+# 16 or more input channels per group: the tap-by-tap kernels (AlexNet's conv2-5). The cases above have
+# fewer (FEW_CHANNELS): their forward and grad_weight take the row layout (one group, conv1's) or the
+# gather kernels (several groups).
+WIDE_CASES = [
+    ("3x3p1-c24", 2, 24, 5, 6, 20, 3, 1, 1, 1, True),  # channel blocks part-filled (24 of 32), 20 outputs
+    ("5x5p2-c64-groups2", 1, 64, 6, 5, 32, 5, 1, 2, 2, True),  # conv2's shape: 32 channels per group
+    ("asym-stride2-c16", 2, 16, 9, 7, 16, (3, 2), (2, 1), (0, 1, 2, 0), 1, False),  # strided grad_input
+]
 
 
 def _make(case, dtype, channels_last, seed=0):
@@ -213,11 +221,15 @@ def _both_layouts(candidates, n_cols):
     return dict.fromkeys(candidates(n_cols) + candidates(n_cols, channels_last=False))
 
 
-def test_every_triton_config():
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], WIDE_CASES[1]], ids=["rows", "gather", "taps"])
+def test_every_triton_config(case):
+    """Every candidate config of the three kernels, through the kernels' own ReLU mask for the backward."""
     if "triton" not in KERNEL_BACKENDS:
         pytest.skip("triton unavailable")
-    x, weight, bias, kw = _make(CASES[1], torch.float32, True)
-    geo = conv_kernels.ConvGeometry(5, 5, 1, 1, 2, 2, 2)
+    x, weight, bias, kw = _make(case, torch.float32, True)
+    stride = (kw["stride"],) * 2 if isinstance(kw["stride"], int) else kw["stride"]
+    left, _, top, _ = _spelled_out(kw["padding"])
+    geo = conv_kernels.ConvGeometry(*weight.shape[2:], *stride, top, left, kw["groups"])
     y_ref = _reference(x, weight, bias, True, **kw)
     grad = torch.randn_like(y_ref)
     for cfg in _both_layouts(conv_kernels.forward_candidates, 4):
@@ -235,6 +247,46 @@ def test_every_triton_config():
     for cfg in _both_layouts(conv_kernels.grad_weight_candidates, 4):
         dw, _ = conv_kernels.conv2d_grad_weight(grad, y_ref, x, tuple(weight.shape), geo, "ieee", True, config=cfg)
         assert_rel_close(dw, w_r.grad, what=str(cfg))
+
+
+@pytest.mark.parametrize("strategy", ["taps", "few-channels"])
+@pytest.mark.parametrize("case", WIDE_CASES + [CASES[0], CASES[4]], ids=[c[0] for c in WIDE_CASES + [CASES[0], CASES[4]]])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+def test_both_strategies(monkeypatch, strategy, case, channels_last):
+    """Each strategy at every channel count, whatever FEW_CHANNELS would pick: the tap-by-tap kernels, or
+    the few-channel routes (the row layout for one group, the gather kernels for several)."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    monkeypatch.setattr(conv_kernels, "FEW_CHANNELS", 0 if strategy == "taps" else 1 << 30)
+    _check("triton", case, relu=True, channels_last=channels_last)
+
+
+def test_row_layout_from_any_memory_order():
+    """The padded image is laid out (N, H, W, C') whatever the input's order in memory (here N, W, C, H,
+    read with step 2 along H), as a fuzz case once found it was not."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 5, 1, 7, generator=g).permute(0, 2, 3, 1)[:, :, 1::2, :]  # (3, 1, 3, 5)
+    w = torch.randn(3, 1, 2, 1, generator=g)
+    y = torch.full((3, 3, 3, 4), float("nan"))
+    conv_kernels.conv2d_forward(x, w, None, y, conv_kernels.ConvGeometry(2, 1, 2, 2, 3, 3, 1), "ieee", False)
+    assert_rel_close(y, _reference(x, w, None, False, stride=2, padding=(3, 0, 3, 0), groups=1))
+
+
+def test_row_layout_past_int32_takes_the_gather_kernels(monkeypatch):
+    """A padded image past the per-sample int32 limit (here lowered to between the image's and the padded
+    image's sizes) is not laid out by rows; the gather kernels compute the same convolution."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    x, weight, _, _ = _make(CASES[0], torch.float32, True)
+    geo = conv_kernels.ConvGeometry(11, 11, 4, 4, 1, 1, 1)
+    y = torch.empty(2, 8, 5, 5)
+    rows = conv_kernels._row_layout(x, y, geo)
+    assert rows is not None and rows.hp * rows.wp * rows.c_pad > 3 * 27 * 27
+    monkeypatch.setattr(conv_kernels._common, "MAX_SAMPLE_EXTENT", 3 * 27 * 27 + 1)
+    assert conv_kernels._row_layout(x, y, geo) is None
+    _check("triton", CASES[0], relu=True, channels_last=True)
 
 
 def test_three_tile_forward_configs():

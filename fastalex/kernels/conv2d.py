@@ -10,10 +10,18 @@ makes the GEMM's K axis (kh, kw, ci) contiguous in ci, NCHW works too.
   gathered (zero outside the image), the weight tile read through its strides; bias and ReLU in the
   epilogue.
 - grad_input: M = N*H*W input positions x Cg, K = Cout/groups*KH*KW; output positions that do not
-  line up with the stride read as zero; grad_y is masked by the ReLU (y > 0) as it is loaded.
+  line up with the stride read as zero; with y given, grad_y is masked by the ReLU (y > 0) as it is
+  loaded (the autograd path masks it once beforehand instead: fastalex/ops/conv2d.py).
 - grad_weight (+ grad_bias): M = Cout/groups x K = Cg*KH*KW, reduced over the N*Ho*Wo positions in
   SPLIT chunks, each written to its own fp32 slice and summed afterwards in a fixed order: no atomics,
   deterministic.
+
+Strategies, by input channels per group (Cg; FEW_CHANNELS): from 16 up, the K loops walk the taps
+(kh, kw) and within each a block of channels, so every address and bound costs one scalar step per
+block and channels_last rows load 16 bytes at a time (AlexNet's conv2-5). Fewer with one group
+(conv1's image): _RowLayout pads the image once so each kernel row of a window is one contiguous run,
+and the same tap kernels run on a view of it. Fewer with several groups: the gather kernels decode K
+element by element.
 
 fp16/bf16 run on the tensor cores with fp32 accumulation; fp32 runs as TF32 exactly when the caller
 passes precision="tf32" (the ops layer follows torch's convolution setting:
@@ -57,6 +65,25 @@ def _decode_k(k, C, KW: tl.constexpr):
 
 
 @triton.jit
+def _tap_step(t, C_STEPS: tl.constexpr, KW: tl.constexpr, BLOCK_C: tl.constexpr):
+    # Step t of a K loop ordered (kh, kw, channel block): the tap and the block's first channel, by
+    # divisions by constants on one scalar (the per-element decode is what _decode_k costs the gathers).
+    tap = t // C_STEPS
+    kh = tap // KW
+    return kh, tap - kh * KW, (t - tap * C_STEPS) * BLOCK_C
+
+
+@triton.jit
+def _load(ptrs, mask, MASKED: tl.constexpr):
+    # A tile load whose mask the caller knows to be all true where MASKED is false (no predicate per load).
+    if MASKED:
+        tile = tl.load(ptrs, mask=mask, other=0.0)
+    else:
+        tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
 def _weight_tile(w_base, co, mask_k, ci, kh, kw, CG_OUT, stride_wo, stride_wi, stride_wh, stride_ww):
     # [BLOCK_K, BLOCK_N] of the weight for output channels co (within the group) and K entries (ci, kh, kw).
     return tl.load(w_base + co[None, :].to(tl.int64) * stride_wo + (ci * stride_wi + kh * stride_wh
@@ -81,6 +108,75 @@ def _conv2d_forward_kernel(
     w_ptr,  # (Cout, Cin / groups, KH, KW) weight, any strides
     b_ptr,  # (Cout,) bias (unused without HAS_BIAS)
     y_ptr,  # (N, Cout, Ho, Wo) output, any strides
+    H, W, Ho, Wo, M,
+    CG_IN: tl.constexpr,  # input channels per group: a constant, so the channel mask keeps whole vectors
+    CG_OUT,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wo, stride_wi, stride_wh, stride_ww,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    N_TILES: tl.constexpr,  # BLOCK_N-wide column tiles per program, 1..3: one input tile feeds them all
+    C_STEPS: tl.constexpr,  # cdiv(CG_IN, BLOCK_K): channel blocks per kernel tap
+    EVEN_C: tl.constexpr,  # CG_IN % BLOCK_K == 0: no input-channel mask
+    EVEN_N: tl.constexpr,  # CG_OUT % (BLOCK_N * N_TILES) == 0: no output-channel mask on the weight
+):
+    # The K loop walks the taps (kh, kw) and, within each, blocks of BLOCK_K input channels: a row's
+    # address and bounds are computed once per step for the whole block (channels_last: one contiguous
+    # run), instead of decoding every element of K. N_TILES > 1 serves channel counts that are not a
+    # power of two without padding the GEMM (96 output channels are 3 tiles of 32).
+    g = tl.program_id(2)
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    co0 = tl.program_id(1) * (BLOCK_N * N_TILES) + tl.arange(0, BLOCK_N)  # within the group
+    mask_m = m < M
+    n = (m // (Ho * Wo)).to(tl.int64)
+    oh = (m // Wo) % Ho
+    ow = m % Wo
+    # A row's input position at tap (0, 0); rows past M start at H, so that no tap is inside the image.
+    ih0 = tl.where(mask_m, oh * SH - PT, H)
+    iw0 = ow * SW - PL
+    c = tl.arange(0, BLOCK_K)
+    x_rows = x_ptr + n * stride_xn + (g * CG_IN) * stride_xc + ih0 * stride_xh + iw0 * stride_xw  # [BLOCK_M]
+    x_tile = x_rows[:, None] + (c * stride_xc)[None, :]  # [BLOCK_M, BLOCK_K] at tap (0, 0), channel block 0
+    w_tile = (w_ptr + (g * CG_OUT).to(tl.int64) * stride_wo + co0[None, :].to(tl.int64) * stride_wo
+              + (c * stride_wi)[:, None])  # [BLOCK_K, BLOCK_N] likewise
+    mask_n0 = (co0 < CG_OUT)[None, :]
+    mask_n1 = (co0 + BLOCK_N < CG_OUT)[None, :]
+    mask_n2 = (co0 + 2 * BLOCK_N < CG_OUT)[None, :]
+    acc0 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc1 = acc0
+    acc2 = acc0
+    for t in range(KH * KW * C_STEPS):
+        kh, kw, c0 = _tap_step(t, C_STEPS, KW, BLOCK_K)
+        # Per step: one scalar offset for every address, two unsigned compares per row for the bounds.
+        row_ok = ((ih0 + kh).to(tl.uint32) < H.to(tl.uint32)) & ((iw0 + kw).to(tl.uint32) < W.to(tl.uint32))
+        k_ok = c0 + c < CG_IN
+        a_mask = row_ok[:, None] if EVEN_C else row_ok[:, None] & k_ok[None, :]
+        a = tl.load(x_tile + (kh * stride_xh + kw * stride_xw + c0 * stride_xc), mask=a_mask, other=0.0)
+        w_tap = w_tile + (kh * stride_wh + kw * stride_ww + c0 * stride_wi)
+        b0 = _load(w_tap, k_ok[:, None] & mask_n0, not (EVEN_C and EVEN_N))
+        acc0 = tl.dot(a, b0, acc0, input_precision=PRECISION)
+        if N_TILES > 1:
+            b1 = _load(w_tap + BLOCK_N * stride_wo, k_ok[:, None] & mask_n1, not (EVEN_C and EVEN_N))
+            acc1 = tl.dot(a, b1, acc1, input_precision=PRECISION)
+        if N_TILES > 2:
+            b2 = _load(w_tap + 2 * BLOCK_N * stride_wo, k_ok[:, None] & mask_n2, not (EVEN_C and EVEN_N))
+            acc2 = tl.dot(a, b2, acc2, input_precision=PRECISION)
+    y_row = n * stride_yn + oh * stride_yh + ow * stride_yw
+    _epilogue(acc0, y_ptr, b_ptr, y_row, co0, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+    if N_TILES > 1:
+        _epilogue(acc1, y_ptr, b_ptr, y_row, co0 + BLOCK_N, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+    if N_TILES > 2:
+        _epilogue(acc2, y_ptr, b_ptr, y_row, co0 + 2 * BLOCK_N, mask_m, g, CG_OUT, stride_yc, HAS_BIAS, RELU)
+
+
+@triton.jit
+def _conv2d_forward_gather_kernel(
+    x_ptr,  # (N, Cin, H, W) input, any strides
+    w_ptr,  # (Cout, Cin / groups, KH, KW) weight, any strides
+    b_ptr,  # (Cout,) bias (unused without HAS_BIAS)
+    y_ptr,  # (N, Cout, Ho, Wo) output, any strides
     H, W, Ho, Wo, M, CG_IN, CG_OUT,
     stride_xn, stride_xc, stride_xh, stride_xw,
     stride_wo, stride_wi, stride_wh, stride_ww,
@@ -90,9 +186,8 @@ def _conv2d_forward_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     N_TILES: tl.constexpr,  # BLOCK_N-wide column tiles per program, 1..3: one input gather feeds them all
 ):
-    # N_TILES > 1 serves channel counts that are not a power of two without padding the GEMM: conv1's 96
-    # output channels are 3 tiles of 32, and its input tile (the costly gather, 3 channels wide) is
-    # loaded once for all of them.
+    # For few input channels per group (the image's 3): K = (kh, kw, ci) decoded element by element, so
+    # a BLOCK_K step spans several taps instead of padding each tap's 3 channels to a block.
     g = tl.program_id(2)
     m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     co0 = tl.program_id(1) * (BLOCK_N * N_TILES) + tl.arange(0, BLOCK_N)  # within the group
@@ -157,8 +252,12 @@ def _conv2d_grad_input_kernel(
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
     RELU: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    C_STEPS: tl.constexpr,  # cdiv(CG_OUT, BLOCK_K): output-channel blocks per kernel tap
+    EVEN_C: tl.constexpr,  # CG_OUT % BLOCK_K == 0: no output-channel mask
+    EVEN_N: tl.constexpr,  # CG_IN % BLOCK_N == 0: no input-channel mask on the weight
 ):
     # dx[n, ci, ih, iw] = sum_{co, kh, kw} dy[n, co, oh, ow] w[co, ci, kh, kw], oh*SH = ih + PT - kh.
+    # The K loop walks the taps and, within each, blocks of BLOCK_K output channels (as the forward).
     g = tl.program_id(2)
     m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     ci = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # within the group
@@ -167,31 +266,129 @@ def _conv2d_grad_input_kernel(
     n = (m // (H * W)).to(tl.int64)
     ih = (m // W) % H
     iw = m % W
-    g_base = g_ptr + n * stride_gn + (g * CG_OUT) * stride_gc
-    y_base = y_ptr + n * stride_yn + (g * CG_OUT) * stride_yc
-    w_base = w_ptr + (g * CG_OUT) * stride_wo + ci * stride_wi  # [BLOCK_N]
-    K = CG_OUT * KH * KW
+    c = tl.arange(0, BLOCK_K)
+    # The output position a row meets at tap (0, 0), times the stride; rows past M start past the output.
+    th0 = tl.where(mask_m, ih + PT, Ho * SH + KH)
+    tw0 = iw + PL
+    g_base = g_ptr + n * stride_gn + (g * CG_OUT) * stride_gc  # [BLOCK_M]
+    y_base = y_ptr + n * stride_yn + (g * CG_OUT) * stride_yc  # [BLOCK_M]
+    if SH * SW == 1:  # the tap's output position is th0 - kh: tiles at tap (0, 0) that a scalar moves
+        g_tile = (g_base + th0 * stride_gh + tw0 * stride_gw)[:, None] + (c * stride_gc)[None, :]
+        y_tile = (y_base + th0 * stride_yh + tw0 * stride_yw)[:, None] + (c * stride_yc)[None, :]
+    w_tile = (w_ptr + (g * CG_OUT) * stride_wo + (c * stride_wo)[:, None]
+              + (ci * stride_wi)[None, :])  # [BLOCK_K, BLOCK_N] at tap (0, 0), channel block 0
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        co, kh, kw = _decode_k(k, CG_OUT, KW)
-        th = ih[:, None] + PT - kh[None, :]  # oh * SH; negative ones are masked before dividing matters
-        tw = iw[:, None] + PL - kw[None, :]
-        oh = th // SH
-        ow = tw // SW
-        a_mask = (mask_m[:, None] & (k < K)[None, :] & (th >= 0) & (tw >= 0) & (th % SH == 0) & (tw % SW == 0)
-                  & (oh < Ho) & (ow < Wo))
-        a = _load_grad_output(g_base[:, None] + co[None, :] * stride_gc + oh * stride_gh + ow * stride_gw,
-                              y_base[:, None] + co[None, :] * stride_yc + oh * stride_yh + ow * stride_yw, a_mask, RELU)
-        b = tl.load(w_base[None, :] + (co * stride_wo + kh * stride_wh + kw * stride_ww)[:, None],
-                    mask=(k < K)[:, None] & mask_n[None, :], other=0.0)
+    for t in range(KH * KW * C_STEPS):
+        kh, kw, c0 = _tap_step(t, C_STEPS, KW, BLOCK_K)
+        k_ok = c0 + c < CG_OUT
+        if SH * SW == 1:
+            row_ok = ((th0 - kh).to(tl.uint32) < Ho.to(tl.uint32)) & ((tw0 - kw).to(tl.uint32) < Wo.to(tl.uint32))
+            a_mask = row_ok[:, None] if EVEN_C else row_ok[:, None] & k_ok[None, :]
+            a = _load_grad_output(g_tile + (c0 * stride_gc - kh * stride_gh - kw * stride_gw),
+                                  y_tile + (c0 * stride_yc - kh * stride_yh - kw * stride_yw), a_mask, RELU)
+        else:
+            th = th0 - kh  # oh * SH; negative ones are masked, so how // rounds them does not matter
+            tw = tw0 - kw
+            oh = th // SH
+            ow = tw // SW
+            row_ok = (th >= 0) & (tw >= 0) & (th % SH == 0) & (tw % SW == 0) & (oh < Ho) & (ow < Wo)
+            co = c0 + c
+            a_mask = row_ok[:, None] & k_ok[None, :]
+            a = _load_grad_output((g_base + oh * stride_gh + ow * stride_gw)[:, None] + (co * stride_gc)[None, :],
+                                  (y_base + oh * stride_yh + ow * stride_yw)[:, None] + (co * stride_yc)[None, :],
+                                  a_mask, RELU)
+        b = _load(w_tile + (c0 * stride_wo + kh * stride_wh + kw * stride_ww), k_ok[:, None] & mask_n[None, :],
+                  not (EVEN_C and EVEN_N))
         acc = tl.dot(a.to(b.dtype), b, acc, input_precision=PRECISION)
     d_off = (n * stride_dn + ih * stride_dh + iw * stride_dw)[:, None] + ((g * CG_IN + ci) * stride_dc)[None, :]
     tl.store(dx_ptr + d_off, acc.to(dx_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
 @triton.jit
+def _position_offsets(r, stride_n, stride_h, stride_w, HO: tl.constexpr, WO: tl.constexpr, DENSE: tl.constexpr):
+    # Offsets of output positions r = (n * HO + oh) * WO + ow in a tensor of the output's size.
+    if DENSE:
+        off = r.to(tl.int64) * stride_w
+    else:
+        n = r // (HO * WO)
+        q = r // WO
+        off = n.to(tl.int64) * stride_n + (q - n * HO) * stride_h + (r - q * WO) * stride_w
+    return off
+
+
+@triton.jit
 def _conv2d_grad_weight_kernel(
+    g_ptr,  # (N, Cout, Ho, Wo) gradient of the output, any strides
+    y_ptr,  # (N, Cout, Ho, Wo) forward output, the ReLU mask (unused without RELU), any strides
+    x_ptr,  # (N, Cin, H, W) forward input, any strides
+    dw_ptr,  # (SPLIT, Cout, K) fp32 partial weight gradients, K ordered (kh, kw, ci), contiguous
+    db_ptr,  # (SPLIT, Cout) fp32 partial bias gradients, contiguous (unused without BIAS)
+    H, W, R, CG_IN, CG_OUT, COUT, R_CHUNK,
+    stride_gn, stride_gc, stride_gh, stride_gw,
+    stride_yn, stride_yc, stride_yh, stride_yw,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PT: tl.constexpr, PL: tl.constexpr,
+    HO: tl.constexpr, WO: tl.constexpr,  # the output size: positions decode by divisions by constants
+    RELU: tl.constexpr, BIAS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    C_STEPS: tl.constexpr,  # cdiv(CG_IN, BLOCK_N): input-channel blocks per kernel tap
+    DENSE: tl.constexpr,  # grad_y and y hold position r at r * stride_*w (channels_last): no decode for them
+):
+    # dw[co, (kh, kw, ci)] = sum_r dy[r, co] x[r at tap (kh, kw), ci] over the chunk of output positions r
+    # a program owns. Each K tile is one tap's block of BLOCK_N channels, so a position's input address
+    # and bounds are computed once for the tile's whole row. With BIAS, one more program per output
+    # tile and chunk sums dy alone (grad_bias), so the K tiles never redo it.
+    TILES: tl.constexpr = KH * KW * C_STEPS
+    g = tl.program_id(2)
+    split = tl.program_id(1) // (TILES + BIAS)
+    pid_k = tl.program_id(1) % (TILES + BIAS)
+    co = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # within the group
+    mask_co = co < CG_OUT
+    ch = g * CG_OUT + co
+    row = (split * COUT + ch).to(tl.int64)
+    r_start = split * R_CHUNK
+    r_end = tl.minimum(r_start + R_CHUNK, R)
+    if pid_k == TILES:
+        bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for r0 in range(r_start, r_end, BLOCK_R):
+            r = r0 + tl.arange(0, BLOCK_R)
+            a = _load_grad_output(g_ptr + _position_offsets(r, stride_gn, stride_gh, stride_gw, HO, WO, DENSE)[None, :]
+                                  + (ch * stride_gc)[:, None],
+                                  y_ptr + _position_offsets(r, stride_yn, stride_yh, stride_yw, HO, WO, DENSE)[None, :]
+                                  + (ch * stride_yc)[:, None],
+                                  mask_co[:, None] & (r < r_end)[None, :], RELU)  # [M, R]
+            bias_acc += tl.sum(a.to(tl.float32), axis=1)
+        tl.store(db_ptr + row, bias_acc, mask=mask_co)
+    else:
+        kh, kw, c0 = _tap_step(pid_k, C_STEPS, KW, BLOCK_N)
+        ci = c0 + tl.arange(0, BLOCK_N)
+        mask_k = ci < CG_IN
+        x_tap = x_ptr + (g * CG_IN + ci) * stride_xc + (kh - PT) * stride_xh + (kw - PL) * stride_xw  # [BLOCK_N]
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for r0 in range(r_start, r_end, BLOCK_R):
+            r = r0 + tl.arange(0, BLOCK_R)
+            r_ok = r < r_end
+            a = _load_grad_output(g_ptr + _position_offsets(r, stride_gn, stride_gh, stride_gw, HO, WO, DENSE)[None, :]
+                                  + (ch * stride_gc)[:, None],
+                                  y_ptr + _position_offsets(r, stride_yn, stride_yh, stride_yw, HO, WO, DENSE)[None, :]
+                                  + (ch * stride_yc)[:, None],
+                                  mask_co[:, None] & r_ok[None, :], RELU)  # [M, R]
+            n = r // (HO * WO)
+            q = r // WO
+            oh = q - n * HO
+            ow = r - q * WO
+            r_ok = (r_ok & ((oh * SH + (kh - PT)).to(tl.uint32) < H.to(tl.uint32))
+                    & ((ow * SW + (kw - PL)).to(tl.uint32) < W.to(tl.uint32)))
+            x_pos = n.to(tl.int64) * stride_xn + (oh * SH) * stride_xh + (ow * SW) * stride_xw
+            b = tl.load(x_tap[None, :] + x_pos[:, None], mask=r_ok[:, None] & mask_k[None, :], other=0.0)  # [R, K]
+            acc = tl.dot(a.to(b.dtype), b, acc, input_precision=PRECISION)
+        col = (kh * KW + kw) * CG_IN + ci
+        tl.store(dw_ptr + row[:, None] * (KH * KW * CG_IN) + col[None, :], acc,
+                 mask=mask_co[:, None] & mask_k[None, :])
+
+
+@triton.jit
+def _conv2d_grad_weight_gather_kernel(
     g_ptr,  # (N, Cout, Ho, Wo) gradient of the output, any strides
     y_ptr,  # (N, Cout, Ho, Wo) forward output, the ReLU mask (unused without RELU), any strides
     x_ptr,  # (N, Cin, H, W) forward input, any strides
@@ -205,8 +402,8 @@ def _conv2d_grad_weight_kernel(
     RELU: tl.constexpr, BIAS: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
-    # dw[co, (kh, kw, ci)] = sum_r dy[r, co] x[r at tap (kh, kw), ci] over the chunk of output positions r
-    # this program owns; grad_bias is the same sum of dy alone, taken by the programs of the first K tile.
+    # For few input channels per group (the image's 3): a K tile spans several taps, decoded element by
+    # element; grad_bias is the sum of dy alone, taken by the programs of the first K tile.
     g = tl.program_id(2)
     split = tl.program_id(1) // tl.cdiv(CG_IN * KH * KW, BLOCK_N)
     pid_k = tl.program_id(1) % tl.cdiv(CG_IN * KH * KW, BLOCK_N)
@@ -299,11 +496,15 @@ def grad_input_candidates(cin_g: int, channels_last: bool = True) -> list[Config
     return out if channels_last else _first(NCHW_FIRST, out)
 
 
-def grad_weight_candidates(cout_g: int, channels_last: bool = True) -> list[Config]:
+def grad_weight_candidates(cout_g: int, channels_last: bool = True, fp32: bool = False) -> list[Config]:
+    # fp32 tiles take twice the shared memory: there the 64-row tile first (the 128-row one runs one CTA
+    # per SM, 6% occupancy).
     bm = max(16, min(128, triton.next_power_of_2(cout_g)))
-    out = [Config(min(bm, 64), 64, 64, 4, 4), Config(bm, 64, 64, 4, 3), Config(bm, 128, 32, 4, 3),
+    out = [Config(bm, 64, 64, 4, 3), Config(min(bm, 64), 64, 64, 4, 4), Config(bm, 128, 32, 4, 3),
            Config(bm, 64, 128, 8, 3)]
     out = list(dict.fromkeys(out))
+    if fp32:
+        out = _first(Config(min(bm, 64), 64, 64, 4, 4), out)
     return out if channels_last else _first(NCHW_FIRST, out)
 
 
@@ -316,19 +517,106 @@ def _check_positions(op: str, t: torch.Tensor) -> None:
                          f"per call, got {count} for shape {tuple(t.shape)}; split the batch")
 
 
+# Input channels per group below which a tap-by-tap loop would pad each tap's few channels (the image's
+# 3) to a 16-wide K block. Below it, one group: the row layout (_RowLayout); several groups: the gather
+# kernels, which decode K = (kh, kw, ci) element by element.
+FEW_CHANNELS = 16
+
+
+def _strategy(cg_in: int, groups: int) -> str:
+    if cg_in >= FEW_CHANNELS:
+        return "taps"
+    return "rows" if groups == 1 else "gather"
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowLayout:
+    """Few input channels, one group (conv1): the image is written once, zero-padded by the convolution's
+    padding and from C to C' channels (4, else a multiple of 8) in channels_last, (N, HP, WP, C'). A kernel
+    row of a window is then one contiguous run of KW x C' elements (`valid`), starting ROW (a multiple of
+    16) elements after the previous row, so the tap kernels run on a view of that image as a convolution
+    with a (KH, 1) kernel whose "channels" are those runs; the weight is padded alike, with zeros. The
+    forward's loads stop at `valid` (conv1: 44 = 11 x 4, so 8-byte vectors); grad_weight reads whole
+    16-byte-aligned rows."""
+
+    c_pad: int
+    valid: int  # elements of a kernel row that the window covers: KW * c_pad
+    row: int  # elements per kernel row as laid out: valid rounded up to 16
+    kw_pad: int  # pixels the weight is padded to (row / c_pad rounded up)
+    hp: int
+    wp: int  # a multiple of 4, so rows start 16-element aligned
+    geo: ConvGeometry  # the view's: (KH, 1) kernel, stride (SH, 1), no padding
+
+    @staticmethod
+    def of(x: torch.Tensor, ho: int, wo: int, geo: ConvGeometry) -> "_RowLayout":
+        c = x.shape[1]
+        c_pad = 4 if c <= 4 else -(-c // 8) * 8
+        row = -(-geo.kw * c_pad // 16) * 16
+        kw_pad = -(-row // c_pad)
+        wp = -(-((wo - 1) * geo.sw + kw_pad) // 4) * 4
+        return _RowLayout(c_pad, geo.kw * c_pad, row, kw_pad, (ho - 1) * geo.sh + geo.kh, wp,
+                          ConvGeometry(geo.kh, 1, geo.sh, 1, 0, 0, 1))
+
+    def image(self, x: torch.Tensor, geo: ConvGeometry, wo: int, channels: int) -> torch.Tensor:
+        """The padded image as (N, channels, HP, Wo): element (n, j, h, ow) is channel j % C' of pixel
+        ow * SW + j // C' in padded row h. channels: `valid` for the forward, whose loads must not reach
+        the pixel past the window (0 x NaN there would be NaN, where torch's output is not); `row` for
+        grad_weight, whose extra columns are dropped."""
+        n, c, h, w = x.shape
+        # One pass from channels_last (negative pads crop what no window reaches); pad keeps the input's
+        # dimension order in memory, so any other layout takes a second pass to (N, HP, WP, C').
+        xp = torch.nn.functional.pad(x.permute(0, 2, 3, 1),
+                                     (0, self.c_pad - c, geo.pl, self.wp - geo.pl - w, geo.pt, self.hp - geo.pt - h))
+        xp = xp.contiguous()
+        return xp.as_strided((n, channels, self.hp, wo), (self.hp * self.wp * self.c_pad, 1, self.wp * self.c_pad,
+                                                          geo.sw * self.c_pad))
+
+    def weight(self, w: torch.Tensor) -> torch.Tensor:
+        """The weight as (Cout, valid, KH, 1) over rows of ROW elements, zero past C channels."""
+        cout, c, kh, kw = w.shape
+        wp = torch.nn.functional.pad(w.permute(0, 2, 3, 1), (0, self.c_pad - c, 0, self.kw_pad - kw))
+        wp = wp.reshape(cout, kh, self.kw_pad * self.c_pad)[:, :, :self.row].contiguous()
+        return wp.as_strided((cout, self.valid, kh, 1), (kh * self.row, 1, self.row, 1))
+
+    def weight_grad(self, dw: torch.Tensor, weight_shape: tuple) -> torch.Tensor:
+        """(Cout, KH * ROW) in the view's K order (kh, run element) back to (Cout, C, KH, KW)."""
+        cout, c, kh, kw = weight_shape
+        dw = torch.nn.functional.pad(dw.view(cout, kh, self.row), (0, self.kw_pad * self.c_pad - self.row))
+        return dw.view(cout, kh, self.kw_pad, self.c_pad)[:, :, :kw, :c].permute(0, 3, 1, 2)
+
+
+def _row_layout(x: torch.Tensor, y: torch.Tensor, geo: ConvGeometry) -> _RowLayout | None:
+    """The row layout where the strategy is "rows" and its padded image keeps to int32 offsets per sample
+    (else the gather kernels serve it). x the input, y the output or its gradient."""
+    if _strategy(x.shape[1] // geo.groups, geo.groups) != "rows":
+        return None
+    rows = _RowLayout.of(x, y.shape[2], y.shape[3], geo)
+    return rows if rows.hp * rows.wp * rows.c_pad <= _common.MAX_SAMPLE_EXTENT else None
+
+
 def _launch_forward(x, w, b, y, geo: ConvGeometry, precision: str, relu: bool, cfg: Config | TorchRoute):
     if isinstance(cfg, TorchRoute):
         return conv2d_torch.forward(x, w, b, y, geo, relu)
+    strategy = _strategy(x.shape[1] // geo.groups, geo.groups)
+    rows = _row_layout(x, y, geo)
+    if rows:
+        x, w, geo = rows.image(x, geo, y.shape[3], rows.valid), rows.weight(w), rows.geo
+    elif strategy == "rows":
+        strategy = "gather"
     N, _, H, W = x.shape
     _, _, Ho, Wo = y.shape
     cg_in, cg_out = x.shape[1] // geo.groups, w.shape[0] // geo.groups
     M = N * Ho * Wo
     grid = (triton.cdiv(M, cfg.block_m), triton.cdiv(cg_out, cfg.block_n * cfg.n_tiles), geo.groups)
     bias_arg = b.contiguous() if b is not None else w  # the epilogue reads the bias with stride 1
-    _conv2d_forward_kernel[grid](
+    gather = strategy == "gather"
+    kernel = _conv2d_forward_gather_kernel if gather else _conv2d_forward_kernel
+    steps = {} if gather else dict(C_STEPS=triton.cdiv(cg_in, cfg.block_k), EVEN_C=cg_in % cfg.block_k == 0,
+                                   EVEN_N=cg_out % (cfg.block_n * cfg.n_tiles) == 0)
+    kernel[grid](
         x, w, bias_arg, y, H, W, Ho, Wo, M, cg_in, cg_out, *x.stride(), *w.stride(), *y.stride(),
         **geo.constexprs(), HAS_BIAS=b is not None, RELU=relu, PRECISION=precision,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_TILES=cfg.n_tiles,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_TILES=cfg.n_tiles, **steps,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return y
 
@@ -362,7 +650,8 @@ def _launch_grad_input(grad_y, y, w, dx, geo: ConvGeometry, precision: str, relu
     _conv2d_grad_input_kernel[grid](
         grad_y, y, w, dx, H, W, Ho, Wo, M, cg_in, cg_out, *grad_y.stride(), *y.stride(), *w.stride(), *dx.stride(),
         **geo.constexprs(), RELU=relu, PRECISION=precision, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        BLOCK_K=cfg.block_k, C_STEPS=triton.cdiv(cg_out, cfg.block_k), EVEN_C=cg_out % cfg.block_k == 0,
+        EVEN_N=cg_in % cfg.block_n == 0, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return dx
 
 
@@ -388,21 +677,44 @@ def conv2d_grad_input(grad_y: torch.Tensor, y: torch.Tensor | None, w: torch.Ten
 R_CHUNK = 4096
 
 
+def _positions_dense(t: torch.Tensor) -> bool:
+    """Whether the positions (n, h, w) of t sit one stride apart in order (channels_last): offset r * stride(3)."""
+    _, _, h, w = t.shape
+    return t.stride(2) == w * t.stride(3) and (t.shape[0] == 1 or t.stride(0) == h * t.stride(2))
+
+
+def _grad_weight_tiles(gather: bool, cg_in: int, geo: ConvGeometry, block_n: int, bias: bool) -> int:
+    """Programs per reduction chunk along grid axis 1: the K tiles (plus the bias program of the tap
+    kernel). cg_in and geo as the kernel sees them (the row layout's view for "rows")."""
+    if gather:
+        return triton.cdiv(cg_in * geo.kh * geo.kw, block_n)
+    return geo.kh * geo.kw * triton.cdiv(cg_in, block_n) + bias
+
+
 def _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo: ConvGeometry, precision: str, relu: bool,
-                        r_chunk: int, cfg: Config):
+                        r_chunk: int, cfg: Config, gather: bool):
+    # x and geo as the kernel sees them: the row layout's view of the image for "rows".
     N, cin, H, W = x.shape
     _, cout, Ho, Wo = grad_y.shape
     cg_in, cg_out = cin // geo.groups, cout // geo.groups
-    K = cg_in * geo.kh * geo.kw
     R = N * Ho * Wo
     split = dw_parts.shape[0]
-    grid = (triton.cdiv(cg_out, cfg.block_m), split * triton.cdiv(K, cfg.block_n), geo.groups)
+    bias = db_parts is not None
+    grid = (triton.cdiv(cg_out, cfg.block_m), split * _grad_weight_tiles(gather, cg_in, geo, cfg.block_n, bias),
+            geo.groups)
     y = y if y is not None else grad_y
-    _conv2d_grad_weight_kernel[grid](
-        grad_y, y, x, dw_parts, db_parts if db_parts is not None else dw_parts, H, W, Ho, Wo, R, cg_in, cg_out, cout,
-        r_chunk, *grad_y.stride(), *y.stride(), *x.stride(), **geo.constexprs(), RELU=relu,
-        BIAS=db_parts is not None, PRECISION=precision, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        BLOCK_R=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    db = db_parts if bias else dw_parts
+    common = dict(**geo.constexprs(), RELU=relu, BIAS=bias, PRECISION=precision, BLOCK_M=cfg.block_m,
+                  BLOCK_N=cfg.block_n, BLOCK_R=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if gather:
+        _conv2d_grad_weight_gather_kernel[grid](
+            grad_y, y, x, dw_parts, db, H, W, Ho, Wo, R, cg_in, cg_out, cout, r_chunk, *grad_y.stride(), *y.stride(),
+            *x.stride(), **common)
+    else:
+        _conv2d_grad_weight_kernel[grid](
+            grad_y, y, x, dw_parts, db, H, W, R, cg_in, cg_out, cout, r_chunk, *grad_y.stride(), *y.stride(),
+            *x.stride(), HO=Ho, WO=Wo, C_STEPS=triton.cdiv(cg_in, cfg.block_n),
+            DENSE=_positions_dense(grad_y) and _positions_dense(y), **common)
 
 
 def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Tensor, weight_shape: tuple,
@@ -420,22 +732,33 @@ def conv2d_grad_weight(grad_y: torch.Tensor, y: torch.Tensor | None, x: torch.Te
     _common.check_sample_extent("conv2d", grad_y, x, samples_on_grid=False)
     _check_positions("conv2d", grad_y)
     relu = y is not None
+    rows, geo_k = _row_layout(x, grad_y, geo), geo  # geo_k: as the kernel sees it
+    if rows:
+        geo_k = rows.geo
+        K = kh * rows.row
+    gather = not rows and _strategy(cg_in, geo.groups) != "taps"
     # Chunks x K tiles share grid axis 1 (at most 65535; K tiles are at least 16 wide).
-    r_chunk = max(R_CHUNK, triton.cdiv(R, max(1, 65535 // triton.cdiv(K, 16))))
+    tiles = _grad_weight_tiles(gather, K // (geo_k.kh * geo_k.kw), geo_k, 16, bias)
+    r_chunk = max(R_CHUNK, triton.cdiv(R, max(1, 65535 // tiles)))
     split = triton.cdiv(R, r_chunk)
 
     def run(cfg):  # the whole direction, so that the tuner times each route's full cost
         if isinstance(cfg, TorchRoute):
             return conv2d_torch.grad_weight(grad_y, y, x, weight_shape, geo, bias)
+        x_k = rows.image(x, geo, grad_y.shape[3], rows.row) if rows else x
         dw_parts = torch.zeros((split, cout, K), dtype=torch.float32, device=x.device)
         db_parts = torch.zeros((split, cout), dtype=torch.float32, device=x.device) if bias else None
-        _launch_grad_weight(grad_y, y, x, dw_parts, db_parts, geo, precision, relu, r_chunk, cfg)
+        _launch_grad_weight(grad_y, y, x_k, dw_parts, db_parts, geo_k, precision, relu, r_chunk, cfg, gather)
         # Fixed-order sums of the chunks; K is (kh, kw, ci): back to the weight's (ci, kh, kw).
-        grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)
+        if rows:
+            grad_w = rows.weight_grad(dw_parts.sum(0), weight_shape)
+        else:
+            grad_w = dw_parts.sum(0).view(cout, kh, kw, cg_in).permute(0, 3, 1, 2)
         return grad_w, (db_parts.sum(0) if bias else None)
 
     if config is None:
         key = ("conv2d_wgrad", x.device, x.dtype, tuple(x.shape[1:]), tuple(weight_shape), geo, precision, relu,
                bias, x.stride(1) == 1, x.shape[0])
-        config = _common.tuned_config(key, grad_weight_candidates(cout // geo.groups, x.stride(1) == 1) + [TORCH], run)
+        candidates = grad_weight_candidates(cout // geo.groups, x.stride(1) == 1, x.dtype == torch.float32)
+        config = _common.tuned_config(key, candidates + [TORCH], run)
     return run(config)

@@ -133,6 +133,10 @@ def _backward(ctx, grad_output):
     stride, padding, groups, backend = ctx.params
     needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
     grad_input = grad_weight = grad_bias = None
+    if output is not None:
+        # The ReLU's backward once here, rather than in every tap's (grad_input) or K tile's (grad_weight)
+        # load of grad_output in the kernels; torch's own op, so NaN outputs pass the gradient as in torch.
+        grad_output, output = torch.ops.aten.threshold_backward(grad_output, output, 0.0), None
     if needs_input:
         grad_input = conv2d_grad_input(grad_output, output, weight, ctx.input_size, ctx.channels_last, stride,
                                        padding, groups, backend)
@@ -141,8 +145,7 @@ def _backward(ctx, grad_output):
                                                     groups, needs_bias, backend)
         grad_bias = grad_bias if needs_bias else None
     elif needs_bias:  # a frozen weight: the bias gradient alone, without the input
-        masked = grad_output if output is None else torch.ops.aten.threshold_backward(grad_output, output, 0.0)
-        grad_bias = masked.sum((0, 2, 3), dtype=torch.float32).to(grad_output.dtype)
+        grad_bias = grad_output.sum((0, 2, 3), dtype=torch.float32).to(grad_output.dtype)
     return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
