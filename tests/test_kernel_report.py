@@ -107,6 +107,8 @@ def test_estimate_is_bounded_by_the_slowest_pipe():
     got = cc.estimate(a, (132, 1, 1), 10, nbytes=0, flops=0.0, dtype="bf16")
     assert got["est_ms"] == pytest.approx((10 * 200 + 4 * 100 / 4) / 1.7e9 * 1e3, rel=1e-3)
     assert got["floor_ms"] == 0
+    # one CTA per SM (132 of them): 4 warps x 32 threads x 64 bytes of loads per step
+    assert got["in_flight_kb"] == 8.0
     more_alu = dict(a, loop=dict(a["loop"], alu=300))
     assert cc.estimate(more_alu, (132, 1, 1), 10, 0, 0.0, "bf16")["est_ms"] > got["est_ms"]
 
@@ -162,7 +164,7 @@ def test_a_small_kernel_compiles_for_sm90_through_the_stand_in_driver(tmp_path):
 
 ROW_KEYS = {"kernel", "op", "direction", "case", "dtype", "layout", "config", "default", "ok", "error", "regs",
             "spill_bytes", "smem_bytes", "occupancy", "min_load_bits", "max_load_bits", "sass_per_step",
-            "int_per_step", "est_ms", "floor_ms"}
+            "int_per_step", "est_ms", "floor_ms", "in_flight_kb"}
 
 
 def _run_report(tmp_path, *args, **env):

@@ -1,5 +1,5 @@
 """relu_lrn_max_pool2d against the unfused torch chain max_pool2d(local_response_norm(relu(x))), forward
-and gradient, on every backend available here (on triton: each fused forward strategy)."""
+and gradient, on every backend available here (on triton: each fused forward and backward strategy)."""
 from __future__ import annotations
 
 import pytest
@@ -93,25 +93,32 @@ def _assert_close_but_flips(dx, dx_t, x, args, what):
 
 
 def _backends_and_strategies():
+    # (backend, forward strategy, backward strategy): each strategy of each direction once.
     out = []
     if "triton" in KERNEL_BACKENDS:
-        out += [("triton", "sequential"), ("triton", "shift")]
+        out += [("triton", "sequential", "sequential"), ("triton", "shift", "tile")]
     if "cpu" in KERNEL_BACKENDS:
-        out.append(("cpu", None))
+        out.append(("cpu", None, None))
     return out
 
 
-@pytest.fixture(params=_backends_and_strategies(), ids=lambda p: p[0] + (f"-{p[1]}" if p[1] else ""))
+def _only(monkeypatch, name: str, strategy: str) -> None:
+    """The tuner of fused_kernels.<name> sees only that strategy's configs."""
+    original = getattr(fused_kernels, name)
+
+    def only(*args):
+        picked = [c for c in original(*args) if c.strategy == strategy]
+        return picked or pytest.skip(f"no {strategy} config for {args}")
+
+    monkeypatch.setattr(fused_kernels, name, only)
+
+
+@pytest.fixture(params=_backends_and_strategies(), ids=lambda p: p[0] + (f"-{p[1]}-{p[2]}" if p[1] else ""))
 def backend(request, monkeypatch):
-    name, strategy = request.param
-    if strategy is not None:
-        original = fused_kernels.forward_candidates
-
-        def only(*args):
-            picked = [c for c in original(*args) if c.strategy == strategy]
-            return picked or pytest.skip(f"no {strategy} config for {args}")
-
-        monkeypatch.setattr(fused_kernels, "forward_candidates", only)
+    name, forward, backward = request.param
+    if forward is not None:
+        _only(monkeypatch, "forward_candidates", forward)
+        _only(monkeypatch, "backward_candidates", backward)
         monkeypatch.setattr(_common, "_TUNED", {})
     return name
 
@@ -273,7 +280,7 @@ def test_gpu_triton_configs(channels_last):
         if fits(lambda: fused_kernels.relu_lrn_max_pool2d_forward(x, y, winners, *args[:4], pool, config=cfg)):
             assert_close(y, y_t, what=str(cfg))
             ran += 1
-    for cfg in fused_kernels.backward_candidates():
+    for cfg in fused_kernels.backward_candidates(channels_last):
         dx = torch.full_like(x, float("nan"))
         if fits(lambda: fused_kernels.relu_lrn_max_pool2d_backward(x, grad, winners, dx, *args[:4], pool, config=cfg)):
             _assert_close_but_flips(dx, dx_t, x, args, what=str(cfg))

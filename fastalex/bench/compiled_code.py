@@ -27,8 +27,9 @@ Cost model (an ESTIMATE, labelled so wherever printed; a GPU measurement replace
   warps x 2 x integer-ALU ops / 4, warps x 2 x IMAD / 4) cycles (the ALU and IMAD pipes take half a
   warp per cycle), times the steps, plus the code outside the loop once (kernels without a loop: all
   of it once). Memory: bytes / (4.2 TB/s x min(1, bytes in flight per SM / 20 KB)), where bytes in
-  flight = resident CTAs x threads x bytes of global loads per thread in one step (Little's law at
-  ~0.7 us latency). est_ms = max(compute, memory). It ignores latency stalls, uncoalesced access,
+  flight = resident CTAs x threads x bytes of global loads per thread in one step x the steps a load
+  runs ahead of its use (the sequential kernels' PREFETCH, else 1) (Little's law at ~0.7 us latency;
+  reported as in_flight_kb). est_ms = max(compute, memory). It ignores latency stalls, uncoalesced access,
   cache hits and tails, so a real run is typically 1.3-2x est_ms; use it to rank configs and to find
   where the work is, not as a time.
 
@@ -290,13 +291,15 @@ def analyse(kernel) -> dict:
     return out
 
 
-def estimate(a: dict, grid: tuple, steps: int | None, nbytes: int, flops: float, dtype: str) -> dict:
-    """est_ms and floor_ms by the model in the module docstring (ESTIMATES)."""
+def estimate(a: dict, grid: tuple, steps: int | None, nbytes: int, flops: float, dtype: str,
+             ahead: int = 1) -> dict:
+    """est_ms, floor_ms and in_flight_kb by the model in the module docstring (ESTIMATES). ahead: the
+    steps a main-loop load is issued before its use (a sequential kernel's PREFETCH)."""
     rate = MMA_FLOPS_S[dtype]
     floor_ms = max(nbytes / HBM_BYTES_S, flops / rate) * 1e3
     ctas = math.prod(grid)
     if not a["ctas_per_sm"] or not ctas:
-        return dict(est_ms=None, floor_ms=_sig(floor_ms))
+        return dict(est_ms=None, floor_ms=_sig(floor_ms), in_flight_kb=None)
     nw, mma_per_cycle = a["num_warps"], rate / SMS / CLOCK_HZ
 
     def cycles(c, mma_flops):
@@ -310,9 +313,10 @@ def estimate(a: dict, grid: tuple, steps: int | None, nbytes: int, flops: float,
         per_cta = cycles(whole, flops / ctas)
     compute_s = math.ceil(ctas / SMS) * per_cta / CLOCK_HZ
     load_bytes = (loop or whole)["load_bytes"]
-    in_flight = min(a["ctas_per_sm"], math.ceil(ctas / SMS)) * nw * 32 * load_bytes
+    in_flight = min(a["ctas_per_sm"], math.ceil(ctas / SMS)) * nw * 32 * load_bytes * max(1, ahead)
     memory_s = nbytes / (HBM_BYTES_S * min(1.0, in_flight / IN_FLIGHT_BYTES)) if in_flight else 0.0
-    return dict(est_ms=_sig(max(compute_s, memory_s) * 1e3), floor_ms=_sig(floor_ms))
+    return dict(est_ms=_sig(max(compute_s, memory_s) * 1e3), floor_ms=_sig(floor_ms),
+                in_flight_kb=round(in_flight / 1024, 1))
 
 
 def _sig(x: float) -> float:
@@ -323,11 +327,13 @@ def _touched_bytes(args: dict) -> int:
     import torch
 
     seen = {id(v): v for v in args.values() if isinstance(v, torch.Tensor)}  # a tensor passed twice counts once
-    return sum(t.numel() * t.element_size() for t in seen.values())
+    # An overlapping view (conv1's row layout) counts the memory it spans, not its elements.
+    return sum(min(t.numel(), 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))) * t.element_size()
+               for t in seen.values() if t.numel())
 
 
 METRICS = ("regs", "spill_bytes", "stack_bytes", "smem_bytes", "num_warps", "occupancy", "min_load_bits",
-           "max_load_bits", "sass_per_step", "int_per_step", "steps", "grid", "est_ms", "floor_ms")
+           "max_load_bits", "sass_per_step", "int_per_step", "steps", "grid", "est_ms", "floor_ms", "in_flight_kb")
 
 
 def empty_row(job, error: str | None = None) -> dict:
@@ -346,11 +352,12 @@ def _measure(launch: Launch, job) -> dict:
     loop = a["loop"]
     steps_fn = kernel_cases.STEPS.get(launch.fn.fn.__name__)
     steps = steps_fn(launch.args) if steps_fn and loop else None
+    ahead = launch.args.get("PREFETCH", 1) if loop else 1
     return dict(regs=a["regs"], spill_bytes=a["spill_bytes"], stack_bytes=a["stack_bytes"], smem_bytes=a["smem_bytes"],
                 num_warps=a["num_warps"], occupancy=a["occupancy"], min_load_bits=a["min_load_bits"],
                 max_load_bits=a["max_load_bits"], sass_per_step=loop["sass"] if loop else None,
                 int_per_step=loop["alu"] + loop["imad"] if loop else None, steps=steps, grid=list(launch.grid),
-                **estimate(a, launch.grid, steps, _touched_bytes(launch.args), job.flops, job.dtype))
+                **estimate(a, launch.grid, steps, _touched_bytes(launch.args), job.flops, job.dtype, ahead))
 
 
 def compile_job(job, launches: list) -> dict:

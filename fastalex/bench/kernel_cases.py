@@ -48,7 +48,8 @@ class ConvSpec:
     stride: int
     pad: tuple[int, int, int, int]  # left, right, top, bottom
     groups: int
-    relu: bool  # ReLU fused into the convolution (else the next op applies it)
+    relu: bool  # ReLU fused into the forward (else the next op applies it); the backward gets grad_y masked
+    # by it already (fastalex/ops/conv2d.py), so grad_input and grad_weight run without the mask
     size: int  # input height = width
 
 
@@ -120,16 +121,15 @@ def _conv_jobs(spec: ConvSpec, dt: str, layout: str):
     gy, dx = _t(y.shape, dtype, layout), _t(x.shape, dtype, layout)
     geo = conv.ConvGeometry(spec.k, spec.k, spec.stride, spec.stride, spec.pad[2], spec.pad[0], g)
     prec = CONV_FP32_PRECISION if dtype == torch.float32 else "tf32"
-    mask = y if spec.relu else None
     flops = 2.0 * n * ho * wo * spec.cout * (spec.cin // g) * spec.k * spec.k
     cl = x.stride(1) == 1  # as the launchers tell the layouts apart
     out = [("fwd", conv.forward_candidates(spec.cout // g, cl),
             lambda cfg: conv.conv2d_forward(x, w, b, y, geo, prec, spec.relu, config=cfg))]
     if spec.cin != 3:  # conv1's input (the image) needs no gradient
         out.append(("dgrad", conv.grad_input_candidates(spec.cin // g, cl),
-                    lambda cfg: conv.conv2d_grad_input(gy, mask, w, dx, geo, prec, config=cfg)))
-    out.append(("wgrad", conv.grad_weight_candidates(spec.cout // g, cl),
-                lambda cfg: conv.conv2d_grad_weight(gy, mask, x, tuple(w.shape), geo, prec, True, config=cfg)))
+                    lambda cfg: conv.conv2d_grad_input(gy, None, w, dx, geo, prec, config=cfg)))
+    out.append(("wgrad", conv.grad_weight_candidates(spec.cout // g, cl, dtype == torch.float32),
+                lambda cfg: conv.conv2d_grad_weight(gy, None, x, tuple(w.shape), geo, prec, True, config=cfg)))
     geometry = f"k{spec.k} s{spec.stride} p{spec.pad} relu{spec.relu}"
     return [(d, cands, fn, flops, geometry) for d, cands, fn in out]
 
@@ -152,7 +152,7 @@ def _plane_jobs(op: str, c: int, hw: int, dt: str, layout: str):
                 ("bwd", pool.candidates(cl), lambda cfg: pool.max_pool2d_backward(gy, win, gx, POOL, cfg))]
     return [("fwd", fused.forward_candidates(LRN_ARGS[0], POOL, cl),
              lambda cfg: fused.relu_lrn_max_pool2d_forward(x, y, win, *LRN_ARGS, POOL, cfg)),
-            ("bwd", fused.backward_candidates(),
+            ("bwd", fused.backward_candidates(cl),
              lambda cfg: fused.relu_lrn_max_pool2d_backward(x, gy, win, gx, *LRN_ARGS, POOL, cfg))]
 
 
@@ -196,9 +196,11 @@ def _cdiv(a: int, b: int) -> int:
 
 # Main-loop iterations one program runs, from the launch's named arguments (for the cost model).
 STEPS: dict[str, Callable[[dict], int]] = {
-    "_conv2d_forward_kernel": lambda a: _cdiv(a["CG_IN"] * a["KH"] * a["KW"], a["BLOCK_K"]),
-    "_conv2d_grad_input_kernel": lambda a: _cdiv(a["CG_OUT"] * a["KH"] * a["KW"], a["BLOCK_K"]),
+    "_conv2d_forward_kernel": lambda a: a["KH"] * a["KW"] * a["C_STEPS"],
+    "_conv2d_forward_gather_kernel": lambda a: _cdiv(a["CG_IN"] * a["KH"] * a["KW"], a["BLOCK_K"]),
+    "_conv2d_grad_input_kernel": lambda a: a["KH"] * a["KW"] * a["C_STEPS"],
     "_conv2d_grad_weight_kernel": lambda a: _cdiv(min(a["R_CHUNK"], a["R"]), a["BLOCK_R"]),
+    "_conv2d_grad_weight_gather_kernel": lambda a: _cdiv(min(a["R_CHUNK"], a["R"]), a["BLOCK_R"]),
     "_lrn_forward_kernel": lambda a: _cdiv(a["C"], a["BLOCK_C"] - (a["SIZE"] - 1 if a["WINDOW_BY_DOT"] else 0)),
     "_lrn_backward_kernel": lambda a: _cdiv(a["C"], a["BLOCK_C"] - a["SIZE"] + 1),
     "_lrn_forward_seq_kernel": lambda a: a["C"] + a["SIZE"] - 1,

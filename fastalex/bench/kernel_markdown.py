@@ -70,7 +70,8 @@ def _gates(reports: list[dict]) -> list[str]:
 
 def _defaults_table(merged, title: str, keep) -> list[str]:
     out = [f"## {title}", "", "| op | dir | case | dtype | layout | kernel | config | regs | spill B | smem KB | "
-           "occ % | load bits | SASS per step (integer) | est ms (estimate) | floor ms |", "|" + "---|" * 15]
+           "occ % | load bits | SASS per step (integer) | KB in flight per SM | est ms (estimate) | floor ms |",
+           "|" + "---|" * 16]
     n = 0
     for first, rows in merged:
         if not first["default"] or not keep(first, rows):
@@ -83,7 +84,7 @@ def _defaults_table(merged, title: str, keep) -> list[str]:
             f"{_each(rows, 'smem_bytes', lambda v: f'{v / 1024:.0f}')} | "
             f"{_each(rows, 'occupancy', lambda v: f'{v * 100:.1f}')} | "
             f"{' / '.join(dict.fromkeys(map(_loads, rows)))} | {' / '.join(dict.fromkeys(map(_step, rows)))} | "
-            f"{_each(rows, 'est_ms', lambda v: f'{v:.3f}')} | {_each(rows, 'floor_ms', lambda v: f'{v:.3f}')} |")
+            f"{_each(rows, 'in_flight_kb', lambda v: f'{v:.1f}')} | {_each(rows, 'est_ms', lambda v: f'{v:.3f}')} | {_each(rows, 'floor_ms', lambda v: f'{v:.3f}')} |")
     return out + (["", "(none)"] if n == 0 else []) + [""]
 
 

@@ -181,7 +181,7 @@ def format_table(rows: list[dict]) -> str:
     """One line per row; est_ms is an ESTIMATE from the compiled code (compiled_code.py's model)."""
     head = (f"{'kernel':<38} {'dir':<5} {'case':<15} {'dtype':<4} {'lay':<4} {'config':<30} {'def':<3} {'ok':<3} "
             f"{'regs':>4} {'spill':>5} {'smemKB':>6} {'occ%':>5} {'ld bits':>7} {'sass/int step':>13} "
-            f"{'est ms*':>8} {'floor ms':>8}")
+            f"{'inflKB':>6} {'est ms*':>8} {'floor ms':>8}")
     out = [head]
     for r in rows:
         loads = f"{r.get('min_load_bits')}-{r.get('max_load_bits')}" if r.get("max_load_bits") else "-"
@@ -193,7 +193,8 @@ def format_table(rows: list[dict]) -> str:
                    f"{_fmt(r.get('regs')):>4} {_fmt(r.get('spill_bytes')):>5} "
                    f"{_fmt(smem / 1024 if smem is not None else None, '.1f'):>6} "
                    f"{_fmt(r['occupancy'] * 100 if r.get('occupancy') is not None else None, '.1f'):>5} "
-                   f"{loads:>7} {step:>13} {_fmt(r.get('est_ms'), '.4f'):>8} {_fmt(r.get('floor_ms'), '.4f'):>8}"
+                   f"{loads:>7} {step:>13} {_fmt(r.get('in_flight_kb'), '.1f'):>6} "
+                   f"{_fmt(r.get('est_ms'), '.4f'):>8} {_fmt(r.get('floor_ms'), '.4f'):>8}"
                    + (f"  {r['error']}" if r["error"] else ""))
     out.append("* est ms: an ESTIMATE from the compiled code (fastalex/bench/compiled_code.py), not a measurement")
     return "\n".join(out)

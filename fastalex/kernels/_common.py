@@ -17,6 +17,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def band_dot_precision() -> str:
+    """tl.dot's precision for the 0/1 band-matrix window sums (LRN's and the fused op's "dot" and "tile"
+    strategies): 0/1 is exact in TF32; the data (fp32 after loading, whatever the input dtype) needs
+    3xTF32 to keep fp32 accuracy. The interpreter computes dots in plain fp32."""
+    return "ieee" if interpreting() else "tf32x3"
+
+
 def tuned_config(key: Hashable, candidates: Sequence[Cfg], launch: Callable[[Cfg], None]) -> Cfg:
     """The fastest of `candidates` for `key`, timed on the real inputs once per machine: the choice is
     kept for this process and in the tuning cache on disk (fastalex/kernels/_tuning_cache.py).

@@ -29,11 +29,12 @@ def _store_pooled(y_ptr, win_ptr, best, winner, n, c, oh, ow, mask, stride_yn, s
 def _gather_grad(g_base, w_base, ih, iw, mask, Ho, Wo, stride_gh, stride_gw, stride_wh, stride_ww,
                  KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                  PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                 TH: tl.constexpr, TW: tl.constexpr):
+                 TH: tl.constexpr, TW: tl.constexpr, LOAD_ALL: tl.constexpr):
     # Sum of grad_y over the windows that hold input (ih, iw) and chose it, in fp32. g_base, w_base:
     # pointers to the (Ho, Wo) planes of grad_y and winners, broadcastable with ih, iw and mask.
     # The last window that can hold row ih starts at or before it; the candidates are the TH windows
-    # ending there, visited in ascending order (the order torch sums in).
+    # ending there, visited in ascending order (the order torch sums in). LOAD_ALL: load every covering
+    # window's gradient and select the chosen ones (no load mask that depends on the winners' data).
     oh_last = (ih + PH) // SH
     ow_last = (iw + PW) // SW
     acc = tl.zeros(mask.shape, dtype=tl.float32)
@@ -49,5 +50,9 @@ def _gather_grad(g_base, w_base, ih, iw, mask, Ho, Wo, stride_gh, stride_gw, str
             ok = ok_h & (ow >= 0) & (ow < Wo) & (off_w % DW == 0) & (jw < KW)
             win = tl.load(w_base + oh * stride_wh + ow * stride_ww, mask=ok, other=-1).to(tl.int32)
             chosen = ok & (win == jh * KW + jw)
-            acc += tl.load(g_base + oh * stride_gh + ow * stride_gw, mask=chosen, other=0.0).to(tl.float32)
+            if LOAD_ALL:
+                g = tl.load(g_base + oh * stride_gh + ow * stride_gw, mask=ok, other=0.0).to(tl.float32)
+                acc += tl.where(chosen, g, 0.0)
+            else:
+                acc += tl.load(g_base + oh * stride_gh + ow * stride_gw, mask=chosen, other=0.0).to(tl.float32)
     return acc

@@ -1,7 +1,7 @@
 """Triton helpers shared by the LRN kernels (local_response_norm.py) and the fused ReLU/LRN/max-pool
 (relu_lrn_max_pool2d.py): loading channel rows, the named register slots that hold a sliding window of
 up to MAX_SEQUENTIAL_SIZE rows (Triton has no register arrays), and LRN's pointwise math (s^-beta and
-the gradient term with torch's edge cases)."""
+the gradient term with torch's edge cases), and the window sum by a 0/1 band matrix on the tensor cores."""
 from __future__ import annotations
 
 import triton
@@ -169,3 +169,21 @@ def _prefetch(row_base, first_row, C, stride_c, mask_s, N: tl.constexpr):
     if N > 7:
         p7 = _load_row(row_base, first_row + 7, C, stride_c, mask_s)
     return p0, p1, p2, p3, p4, p5, p6, p7
+
+
+@triton.jit
+def _band_sum(band, v, DOT_PRECISION: tl.constexpr):
+    # band @ v for a 0/1 matrix `band`, with the sums' IEEE meaning for non-finite entries: a plain
+    # dot would spread them through 0 * inf = NaN to rows whose band never touches them. Finite
+    # entries go through the tensor cores; if the tile holds inf or NaN, 0/1 counts of each kind
+    # (exact in any precision) put them back where they belong.
+    finite = (v - v) == 0.0  # false for inf and NaN
+    out = tl.dot(band, tl.where(finite, v, 0.0), input_precision=DOT_PRECISION)
+    if tl.max(tl.where(finite, 0, 1)) > 0:
+        n_nan = tl.dot(band, (v != v).to(tl.float32), input_precision=DOT_PRECISION)
+        n_pos = tl.dot(band, (v == float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
+        n_neg = tl.dot(band, (v == -float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
+        out = tl.where(n_pos > 0, float("inf"), out)
+        out = tl.where(n_neg > 0, -float("inf"), out)
+        out = tl.where((n_nan > 0) | ((n_pos > 0) & (n_neg > 0)), float("nan"), out)
+    return out

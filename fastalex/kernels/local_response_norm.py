@@ -31,26 +31,8 @@ import triton
 import triton.language as tl
 
 from fastalex.kernels import _common
-from fastalex.kernels._window import (MAX_SEQUENTIAL_SIZE, _grad_term, _load_row, _load_rows, _pow_neg,
+from fastalex.kernels._window import (MAX_SEQUENTIAL_SIZE, _band_sum, _grad_term, _load_row, _load_rows, _pow_neg,
                                       _prefetch, _shift_in, _slot, _sum_slots, _zero_slots)
-
-
-@triton.jit
-def _band_sum(band, v, DOT_PRECISION: tl.constexpr):
-    # band @ v for a 0/1 matrix `band`, with the sums' IEEE meaning for non-finite entries: a plain
-    # dot would spread them through 0 * inf = NaN to rows whose band never touches them. Finite
-    # entries go through the tensor cores; if the tile holds inf or NaN, 0/1 counts of each kind
-    # (exact in any precision) put them back where they belong.
-    finite = (v - v) == 0.0  # false for inf and NaN
-    out = tl.dot(band, tl.where(finite, v, 0.0), input_precision=DOT_PRECISION)
-    if tl.max(tl.where(finite, 0, 1)) > 0:
-        n_nan = tl.dot(band, (v != v).to(tl.float32), input_precision=DOT_PRECISION)
-        n_pos = tl.dot(band, (v == float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
-        n_neg = tl.dot(band, (v == -float("inf")).to(tl.float32), input_precision=DOT_PRECISION)
-        out = tl.where(n_pos > 0, float("inf"), out)
-        out = tl.where(n_neg > 0, -float("inf"), out)
-        out = tl.where((n_nan > 0) | ((n_pos > 0) & (n_neg > 0)), float("nan"), out)
-    return out
 
 
 @triton.jit
@@ -305,12 +287,6 @@ def backward_candidates(size: int, channels_last: bool) -> list[Config]:
     return out
 
 
-def _dot_precision() -> str:
-    # 0/1 matrices are exact in tf32; the data (fp32 after loading, whatever the input dtype) needs
-    # 3xTF32 to keep fp32 accuracy. The interpreter computes dots in plain fp32.
-    return "ieee" if _common.interpreting() else "tf32x3"
-
-
 def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
     N, C, S = x.shape
     grid = (triton.cdiv(S, cfg.block_s), N)
@@ -321,7 +297,7 @@ def _launch_forward(x, y, size, alpha, beta, k, cfg: Config):
     else:
         _lrn_forward_kernel[grid](
             *common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, WINDOW_BY_DOT=cfg.strategy == "dot",
-            DOT_PRECISION=_dot_precision(), num_warps=cfg.num_warps)
+            DOT_PRECISION=_common.band_dot_precision(), num_warps=cfg.num_warps)
 
 
 def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
@@ -333,7 +309,7 @@ def _launch_backward(x, g, dx, size, alpha, beta, k, cfg: Config):
                                        num_warps=cfg.num_warps)
     else:
         _lrn_backward_kernel[grid](*common, SIZE=size, BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s,
-                                   DOT_PRECISION=_dot_precision(), num_warps=cfg.num_warps)
+                                   DOT_PRECISION=_common.band_dot_precision(), num_warps=cfg.num_warps)
 
 
 def lrn_forward(x: torch.Tensor, y: torch.Tensor, size: int, alpha: float, beta: float, k: float,

@@ -103,7 +103,7 @@ def _max_pool2d_backward_kernel(
     g_base = g_ptr + n * stride_gn + c[:, None] * stride_gc
     w_base = win_ptr + n * stride_wn + c[:, None] * stride_wc
     acc = _gather_grad(g_base, w_base, ih[None, :], iw[None, :], mask_c[:, None] & mask_p[None, :], Ho, Wo,
-                       stride_gh, stride_gw, stride_wh, stride_ww, KH, KW, SH, SW, PH, PW, DH, DW, TH, TW)
+                       stride_gh, stride_gw, stride_wh, stride_ww, KH, KW, SH, SW, PH, PW, DH, DW, TH, TW, False)
     d_off = n * stride_dn + c[:, None] * stride_dc + (ih * stride_dh + iw * stride_dw)[None, :]
     tl.store(dx_ptr + d_off, acc.to(dx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
 

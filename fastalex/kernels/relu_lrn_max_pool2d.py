@@ -11,10 +11,15 @@ fastalex/kernels/max_pool2d.py). Two strategies, timed by the tuner on first use
 - "shift": a [BLOCK_C, BLOCK_P] tile of outputs; for each tap the LRN window comes from `size`
   shifted loads (repeats hit L1/L2). Any size and window; suits channels_last.
 
-Backward: one kernel reads x, grad_y and the winners and writes grad_x. A program owns BLOCK_P input
-positions and walks down the channels as the LRN backward does (fastalex/kernels/local_response_norm.py,
-"sequential"): at each channel it gathers the pooled gradient that reached its positions (from the
-winners, as the max-pool backward) and recomputes ReLU and the LRN scale from x. size <= 8.
+Backward: one kernel reads x, grad_y and the winners and writes grad_x; size <= 8. Two strategies:
+
+- "sequential": a program owns BLOCK_P input positions and walks down the channels as the LRN backward
+  does (fastalex/kernels/local_response_norm.py, "sequential"): at each channel it gathers the pooled
+  gradient that reached its positions (from the winners, as the max-pool backward) and recomputes ReLU
+  and the LRN scale from x. Suits NCHW, where a channel's positions are contiguous.
+- "tile": a [BLOCK_C, BLOCK_P] tile of channels x positions, channels first, so channels_last loads
+  are vectors along C; both channel windows by 0/1 band matrices on the tensor cores; each program
+  writes the middle channels of its tile (the rest is the windows' halo, read twice).
 
 Floors (H200, 4.27 TB/s copy, batch 128, 96x55x55 -> 27x27, fp32): forward reads x (149 MB) and
 writes y (36 MB) and winners (9 MB): 0.045 ms; backward reads x, grad_y and winners (194 MB) and
@@ -31,8 +36,8 @@ import triton.language as tl
 from fastalex.kernels import _common
 from fastalex.kernels._common import Pool
 from fastalex.kernels._pool import _gather_grad, _scan_tap, _store_pooled
-from fastalex.kernels._window import (MAX_SEQUENTIAL_SIZE, _grad_term, _load_row, _load_rows, _pow_neg, _prefetch,
-                                      _shift_in, _slot, _sum_slots)
+from fastalex.kernels._window import (MAX_SEQUENTIAL_SIZE, _band_sum, _grad_term, _load_row, _load_rows, _pow_neg,
+                                      _prefetch, _shift_in, _slot, _sum_slots)
 from fastalex.kernels.max_pool2d import is_channels_last
 
 MAX_SEQUENTIAL_TAPS = 16
@@ -201,7 +206,7 @@ def _backward_seq_kernel(
         cg = j + LO
         valid = (cg >= 0) & (cg < C)
         new_g = _gather_grad(g_plane + cg * stride_gc, w_plane + cg * stride_wc, ih, iw, mask_p & valid, Ho, Wo,
-                             stride_gh, stride_gw, stride_wh, stride_ww, KH, KW, SH, SW, PH, PW, 1, 1, TH, TW)
+                             stride_gh, stride_gw, stride_wh, stride_ww, KH, KW, SH, SW, PH, PW, 1, 1, TH, TW, False)
         w0, w1, w2, w3, w4, w5, w6, w7 = _shift_in(w0, w1, w2, w3, w4, w5, w6, w7, new_x, SIZE)
         scale = k + alpha_over_size * _sum_slots(w0, w1, w2, w3, w4, w5, w6, w7, SIZE, True)
         scale_pow = _pow_neg(scale, beta)
@@ -217,10 +222,70 @@ def _backward_seq_kernel(
         tl.store(d_row + j * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask_p & (j >= 0))
 
 
+@triton.jit
+def _backward_tile_kernel(
+    x_ptr,  # (N, C, H, W) forward input (before the ReLU), any strides (channels_last: C contiguous)
+    g_ptr,  # (N, C, Ho, Wo) gradient of the pooled output, any strides
+    win_ptr,  # (N, C, Ho, Wo) winner tap index from the forward, any strides
+    dx_ptr,  # (N, C, H, W) gradient of the input (written), any strides
+    C, H, W, Ho, Wo,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_gn, stride_gc, stride_gh, stride_gw,
+    stride_wn, stride_wc, stride_wh, stride_ww,
+    stride_dn, stride_dc, stride_dh, stride_dw,
+    alpha_over_size, beta, k,
+    SIZE: tl.constexpr,
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+    TH: tl.constexpr, TW: tl.constexpr,  # most windows an input row / column can fall in
+    BLOCK_C: tl.constexpr,  # tile rows (channels), HALO of them above the OUT_C written ones
+    OUT_C: tl.constexpr,  # channels written per program: tile_out_channels()
+    HALO: tl.constexpr,  # TILE_HALO
+    BLOCK_P: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    # A [BLOCK_C, BLOCK_P] tile of channels x input positions, channels first so that channels_last rows
+    # load as vectors: the tile starts HALO channels above the OUT_C channels the program writes, so
+    # every load is aligned. Both channel windows come from 0/1 band matrices on the tensor cores, in the
+    # tile's own rows: s_i from r^2 (rows [i-LO, i+HI]), then for the written rows the sum of t over
+    # [i-HI, i+LO], where t = gz r s^(-beta-1) needs s, valid for rows [LO, BLOCK_C-1-HI]. The pooled
+    # gradient gz is gathered for every row by loading every covering window's gradient and winner
+    # (no data-dependent masks) and selecting.
+    LO: tl.constexpr = SIZE // 2
+    HI: tl.constexpr = SIZE - 1 - LO
+    n = tl.program_id(2).to(tl.int64)
+    c = tl.program_id(1) * OUT_C - HALO + tl.arange(0, BLOCK_C)  # the tile's channels
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    ih = p // W
+    iw = p % W
+    mask_p = p < H * W
+    in_c = (c >= 0) & (c < C)
+    valid = in_c[:, None] & mask_p[None, :]
+    rows = tl.arange(0, BLOCK_C)
+    diff = rows[None, :] - rows[:, None]
+    band_s = ((diff >= -LO) & (diff <= HI)).to(tl.float32)
+    band_t = ((diff >= -HI) & (diff <= LO)).to(tl.float32)
+    x_off = n * stride_xn + c[:, None] * stride_xc + (ih * stride_xh + iw * stride_xw)[None, :]
+    r = _relu(tl.load(x_ptr + x_off, mask=valid, other=0.0).to(tl.float32))
+    scale = k + alpha_over_size * _band_sum(band_s, r * r, DOT_PRECISION)
+    scale_pow = _pow_neg(scale, beta)
+    gz = _gather_grad(g_ptr + n * stride_gn + c[:, None] * stride_gc, win_ptr + n * stride_wn + c[:, None] * stride_wc,
+                      ih[None, :], iw[None, :], valid, Ho, Wo, stride_gh, stride_gw, stride_wh, stride_ww,
+                      KH, KW, SH, SW, PH, PW, 1, 1, TH, TW, True)
+    # Rows outside the channels (and those whose s window is cut by the tile) must contribute exact zeros.
+    t = tl.where(valid, _grad_term(gz, r, scale, scale_pow, beta), 0.0)
+    window_t = _band_sum(band_t, t, DOT_PRECISION)
+    dx = gz * scale_pow - (2.0 * alpha_over_size * beta) * r * window_t
+    dx = tl.where(r <= 0, 0.0, dx)  # ReLU's backward: r <= 0 exactly where x <= 0
+    out = (rows >= HALO) & (rows < HALO + OUT_C) & in_c
+    d_off = n * stride_dn + c[:, None] * stride_dc + (ih * stride_dh + iw * stride_dw)[None, :]
+    tl.store(dx_ptr + d_off, dx.to(dx_ptr.dtype.element_ty), mask=out[:, None] & mask_p[None, :])
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """strategy: "sequential" or "shift" (forward; the backward is always sequential). block_c: channels
-    per program (shift); block_p: positions per program; prefetch: rows loaded ahead (sequential)."""
+    """strategy: "sequential" or "shift" (forward), "sequential" or "tile" (backward). block_c: channels
+    per program (shift) or tile rows (tile); block_p: positions per program; prefetch: rows loaded ahead
+    (sequential)."""
 
     strategy: str
     block_c: int
@@ -247,10 +312,26 @@ def forward_candidates(size: int, pool: Pool, channels_last: bool) -> list[Confi
     return seq + shift
 
 
-def backward_candidates() -> list[Config]:
-    """The configs the tuner times for a backward launch; the first is the untimed default."""
-    return [Config("sequential", 0, bp, w, pf)
-            for bp, w, pf in ((128, 1, 2), (128, 1, 4), (256, 2, 2), (256, 1, 2), (512, 4, 2), (64, 1, 4))]
+def backward_candidates(channels_last: bool) -> list[Config]:
+    """The configs the tuner times for a backward launch; the first is the untimed default. "tile" reads
+    channels_last as vectors (the sequential kernel's positions are C apart there), but by the compiled-code
+    estimate, which does not model uncoalesced access, "sequential" stays the default in both layouts
+    (benchmarks/KERNELS.md); the tuner times both on the GPU."""
+    seq = [Config("sequential", 0, bp, w, pf)
+           for bp, w, pf in ((128, 1, 2), (128, 1, 4), (256, 2, 2), (256, 1, 2), (512, 4, 2), (64, 1, 4))]
+    tile = [Config("tile", bc, bp, w) for bc, bp, w in ((64, 32, 4), (64, 16, 4), (32, 32, 4), (32, 64, 4))]
+    return seq + tile if channels_last else seq + tile[:2]
+
+
+# The tile strategy's halo: the rows above the written ones (a multiple of 8, so channels_last loads
+# stay aligned), at least SIZE - 1 (the two windows' reach).
+TILE_HALO = 8
+
+
+def tile_out_channels(block_c: int, size: int) -> int:
+    """Channels a "tile" program writes: a multiple of 8 that leaves the windows' reach inside the tile;
+    0 where block_c is too small for the size."""
+    return max(0, (block_c - TILE_HALO - (size - 1)) // 8 * 8)
 
 
 def _taps(pool: Pool) -> int:
@@ -280,11 +361,18 @@ def _launch_backward(x, grad_y, winners, grad_x, size, alpha, beta, k, pool: Poo
     N, C, H, W = x.shape
     Ho, Wo = grad_y.shape[2:]
     th, tw = pool.windows_per_input()
+    args = (x, grad_y, winners, grad_x, C, H, W, Ho, Wo, *x.stride(), *grad_y.stride(), *winners.stride(),
+            *grad_x.stride(), alpha / size, beta, k)
+    if cfg.strategy == "tile":
+        out_c = tile_out_channels(cfg.block_c, size)
+        grid = (triton.cdiv(H * W, cfg.block_p), triton.cdiv(C, out_c), N)
+        _backward_tile_kernel[grid](*args, SIZE=size, **_geometry(pool), TH=th, TW=tw, BLOCK_C=cfg.block_c,
+                                    OUT_C=out_c, HALO=TILE_HALO, BLOCK_P=cfg.block_p, DOT_PRECISION=_common.band_dot_precision(),
+                                    num_warps=cfg.num_warps)
+        return
     grid = (triton.cdiv(H * W, cfg.block_p), N)
-    _backward_seq_kernel[grid](
-        x, grad_y, winners, grad_x, C, H, W, Ho, Wo, *x.stride(), *grad_y.stride(), *winners.stride(),
-        *grad_x.stride(), alpha / size, beta, k, SIZE=size, **_geometry(pool), TH=th, TW=tw, BLOCK_P=cfg.block_p,
-        PREFETCH=cfg.prefetch, num_warps=cfg.num_warps)
+    _backward_seq_kernel[grid](*args, SIZE=size, **_geometry(pool), TH=th, TW=tw, BLOCK_P=cfg.block_p,
+                               PREFETCH=cfg.prefetch, num_warps=cfg.num_warps)
 
 
 def _check_pool(pool: Pool) -> None:
@@ -325,6 +413,8 @@ def relu_lrn_max_pool2d_backward(x: torch.Tensor, grad_y: torch.Tensor, winners:
     if config is None:
         config = _common.tuned_config(
             ("relu_lrn_max_pool2d_bwd", x.device, x.dtype, tuple(x.shape[1:]), is_channels_last(x), size, pool),
-            backward_candidates(),
+            # the tile kernel puts channel blocks on grid axis 1 (at most 65535)
+            [c for c in backward_candidates(is_channels_last(x))
+             if c.strategy == "sequential" or 0 < x.shape[1] <= 65535 * tile_out_channels(c.block_c, size)],
             lambda cfg: _launch_backward(x, grad_y, winners, grad_x, size, alpha, beta, k, pool, cfg))
     _launch_backward(x, grad_y, winners, grad_x, size, alpha, beta, k, pool, config)
