@@ -138,6 +138,25 @@ def test_special_values(backend):
     _check_parity(backend, x, grad, 5, 1.0, 0.75, 2.0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_half_types_load_twice_as_far_ahead(monkeypatch, dtype):
+    """2-byte rows carry half the bytes per step: the untuned sequential default prefetches 8 rows for
+    them, 4 for fp32, in both directions (bytes in flight, benchmarks/KERNELS.md)."""
+    if "triton" not in KERNEL_BACKENDS:
+        pytest.skip("triton unavailable")
+    firsts = []
+
+    def first(key, candidates, launch):
+        firsts.append(candidates[0])
+        return candidates[0]
+
+    monkeypatch.setattr(lrn_kernels._common, "tuned_config", first)
+    x = torch.rand(2, 7, 12, dtype=torch.float64).to(dtype)  # NCHW as (N, C, S): sequential first both ways
+    lrn_kernels.lrn_forward(x, torch.empty_like(x), 5, 1e-4, 0.75, 2.0)
+    lrn_kernels.lrn_backward(x, torch.ones_like(x), torch.empty_like(x), 5, 1e-4, 0.75, 2.0)
+    assert [(c.strategy, c.prefetch) for c in firsts] == [("sequential", 4 if dtype == torch.float32 else 8)] * 2
+
+
 def test_special_values_every_triton_config():
     if "triton" not in KERNEL_BACKENDS:
         pytest.skip("needs the Triton interpreter")

@@ -141,8 +141,10 @@ def _plane_jobs(op: str, c: int, hw: int, dt: str, layout: str):
     cl = layout == "cl"
     if op == "lrn":
         x3, y3, g3, d3 = (_t(x.shape, dtype, layout).view(n, c, hw * hw) for _ in range(4))
-        return [("fwd", lrn.forward_candidates(LRN_ARGS[0], cl), lambda cfg: lrn.lrn_forward(x3, y3, *LRN_ARGS, cfg)),
-                ("bwd", lrn.backward_candidates(LRN_ARGS[0], cl),
+        half = dtype != torch.float32
+        return [("fwd", lrn.forward_candidates(LRN_ARGS[0], cl, half),
+                 lambda cfg: lrn.lrn_forward(x3, y3, *LRN_ARGS, cfg)),
+                ("bwd", lrn.backward_candidates(LRN_ARGS[0], cl, half),
                  lambda cfg: lrn.lrn_backward(x3, g3, d3, *LRN_ARGS, cfg))]
     ho = _out(hw, 3, 2, 0, 0)
     y, gy = _t((n, c, ho, ho), dtype, layout), _t((n, c, ho, ho), dtype, layout)

@@ -256,31 +256,35 @@ def _min_block_c(size: int) -> int:
     return max(16, triton.next_power_of_2(2 * size))
 
 
-def _sequential_candidates(size: int) -> list[Config]:
+def _sequential_candidates(size: int, half: bool) -> list[Config]:
+    # half: 2-byte data, whose rows carry half the bytes per step; loading twice as many steps ahead keeps
+    # as many bytes in flight (benchmarks/KERNELS.md: at least 20 KB per SM at 96x55x55).
     if size > MAX_SEQUENTIAL_SIZE:
         return []
-    return [Config("sequential", 0, bs, w, pf)
-            for bs, w, pf in ((128, 1, 4), (128, 1, 2), (128, 1, 8), (256, 2, 4), (256, 1, 2), (512, 4, 2), (512, 2, 4))]
+    out = [Config("sequential", 0, bs, w, pf)
+           for bs, w, pf in ((128, 1, 4), (128, 1, 2), (128, 1, 8), (256, 2, 4), (256, 1, 2), (512, 4, 2), (512, 2, 4))]
+    return [out[2]] + out[:2] + out[3:] if half else out
 
 
-def forward_candidates(size: int, channels_last: bool) -> list[Config]:
-    """The configs the tuner times for a forward launch; the first is the untimed default."""
+def forward_candidates(size: int, channels_last: bool, half: bool = False) -> list[Config]:
+    """The configs the tuner times for a forward launch; the first is the untimed default. half: fp16 or
+    bf16 data."""
     dot_c = _min_block_c(size)
     shift_c = max(8, triton.next_power_of_2(min(size, 32)))
-    out = [] if channels_last else _sequential_candidates(size)
+    out = [] if channels_last else _sequential_candidates(size, half)
     for block_s in ((32, 64) if channels_last else (64, 128)):
         out.append(Config("shift", max(shift_c, 32 if channels_last else 16), block_s, 4))
         out.append(Config("shift", max(shift_c, 32), block_s, 8))
         out.append(Config("dot", max(dot_c, 32), block_s, 4))
-    return out + (_sequential_candidates(size) if channels_last else [])
+    return out + (_sequential_candidates(size, half) if channels_last else [])
 
 
-def backward_candidates(size: int, channels_last: bool) -> list[Config]:
+def backward_candidates(size: int, channels_last: bool, half: bool = False) -> list[Config]:
     """The configs the tuner times for a backward launch; the first is the untimed default: sequential
     in both layouts where the size allows, since every "dot" config spills registers on sm_90 at
     AlexNet's channels_last shapes (benchmarks/KERNELS.md; the tuner may still pick one)."""
     c = _min_block_c(size)
-    out = _sequential_candidates(size)
+    out = _sequential_candidates(size, half)
     for block_s in ((32, 64) if channels_last else (64, 128)):
         out.append(Config("dot", max(c, 32), block_s, 4))
         out.append(Config("dot", max(c, 64), block_s, 8))
@@ -320,7 +324,7 @@ def lrn_forward(x: torch.Tensor, y: torch.Tensor, size: int, alpha: float, beta:
     _common.check_sample_extent("local_response_norm", x, y)
     channels_last = x.stride(1) == 1 and x.shape[1] > 1
     if config is None:
-        candidates = forward_candidates(size, channels_last)
+        candidates = forward_candidates(size, channels_last, x.element_size() == 2)
         config = _common.tuned_config(
             ("lrn_fwd", x.device, x.dtype, x.shape[1], x.shape[2], channels_last, size), candidates,
             lambda cfg: _launch_forward(x, y, size, alpha, beta, k, cfg))
@@ -335,7 +339,7 @@ def lrn_backward(x: torch.Tensor, grad_y: torch.Tensor, grad_x: torch.Tensor, si
     _common.check_sample_extent("local_response_norm", x, grad_y, grad_x)
     channels_last = x.stride(1) == 1 and x.shape[1] > 1
     if config is None:
-        candidates = backward_candidates(size, channels_last)
+        candidates = backward_candidates(size, channels_last, x.element_size() == 2)
         config = _common.tuned_config(
             ("lrn_bwd", x.device, x.dtype, x.shape[1], x.shape[2], channels_last, size), candidates,
             lambda cfg: _launch_backward(x, grad_y, grad_x, size, alpha, beta, k, cfg))
